@@ -1,0 +1,201 @@
+/**
+ * The one place that reads the environment. Everything is validated at
+ * start-up, so a bad setting stops the process when pm2 starts it, not at 01:00.
+ */
+import { config as loadDotenv } from "dotenv";
+import { isKnownEncoding } from "./tokens";
+import { parseClockTime, type WindowSpec } from "./window";
+
+export type LlmProvider = "ollama" | "openai";
+export type LogFormat = "text" | "json";
+
+export interface Config {
+  /** Unset means: run on the embedded PostgreSQL kept in `.data/`. */
+  databaseUrl: string | null;
+  llm: {
+    provider: LlmProvider;
+    baseUrl: string;
+    model: string;
+    apiKey: string | null;
+    systemPrompt: string | null;
+    temperature: number | null;
+    maxTokens: number | null;
+    timeoutSeconds: number;
+    maxAttempts: number;
+    retryDelaySeconds: number;
+    maxResponseBytes: number;
+    outageMaxBackoffSeconds: number;
+  };
+  tokenEncoding: string;
+  window: WindowSpec;
+  shutdownGraceSeconds: number;
+  pollIntervalMs: number;
+  logFormat: LogFormat;
+}
+
+/** Every default in one object; `.env.example` mirrors it. */
+export const DEFAULTS = {
+  LLM_PROVIDER: "ollama",
+  OLLAMA_BASE_URL: "http://127.0.0.1:11434",
+  // vLLM's and llama-server's usual port; OpenAI-style base URLs end in /v1.
+  OPENAI_BASE_URL: "http://127.0.0.1:8000/v1",
+  OLLAMA_MODEL: "llama3.2",
+  // A long generation on a small GPU can take many minutes; the night is 5 h.
+  LLM_TIMEOUT_SECONDS: 900,
+  LLM_MAX_ATTEMPTS: 5,
+  // Long enough for the next prompts to go first: a success between two
+  // failures is what tells a bad prompt from a bad server.
+  LLM_RETRY_DELAY_SECONDS: 5,
+  // Far above any real answer, far below what would hurt the worker's memory.
+  LLM_MAX_RESPONSE_BYTES: 8 * 1024 * 1024,
+  LLM_OUTAGE_MAX_BACKOFF_SECONDS: 60,
+  TOKEN_ENCODING: "cl100k_base",
+  WINDOW_START: "01:00",
+  WINDOW_END: "06:00",
+  SHUTDOWN_GRACE_SECONDS: 30,
+  // Only matters when no NOTIFY arrives: the window opening, a retry's run_at.
+  WORKER_POLL_INTERVAL_MS: 1000,
+  LOG_FORMAT: "text",
+} as const;
+
+/** A setting that is missing or malformed; the message names the variable. */
+export class ConfigError extends Error {
+  constructor(variable: string, expected: string, got: string | undefined) {
+    super(`${variable} must be ${expected} (got ${got === undefined ? "nothing" : JSON.stringify(got)})`);
+    this.name = "ConfigError";
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function text(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === "" ? undefined : value.trim();
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const value = text(env, name) ?? fallback;
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(name, `one of ${allowed.join(", ")}`, env[name]);
+  }
+  return value as T;
+}
+
+function number(env: Env, name: string, opts: { min: number; max: number; integer?: boolean }): number | undefined {
+  const raw = text(env, name);
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  const kind = opts.integer ? "an integer" : "a number";
+  if (!Number.isFinite(value) || (opts.integer && !Number.isInteger(value)) || value < opts.min || value > opts.max) {
+    throw new ConfigError(name, `${kind} from ${opts.min} to ${opts.max}`, env[name]);
+  }
+  return value;
+}
+
+function httpUrl(env: Env, name: string, fallback: string): string {
+  const raw = text(env, name) ?? fallback;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, "an http:// or https:// URL", env[name]);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ConfigError(name, "an http:// or https:// URL", env[name]);
+  }
+  return raw.replace(/\/+$/, "");
+}
+
+function timeZone(env: Env, name: string): string {
+  const zone = text(env, name) ?? Intl.DateTimeFormat().resolvedOptions().timeZone;
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: zone });
+  } catch {
+    throw new ConfigError(name, "an IANA time zone such as America/Mexico_City", env[name]);
+  }
+  return zone;
+}
+
+function clockTime(env: Env, name: string, fallback: string): number {
+  const raw = text(env, name) ?? fallback;
+  const minutes = parseClockTime(raw);
+  if (minutes === null) throw new ConfigError(name, "HH:MM in 24-hour time, 00:00 to 24:00", env[name]);
+  return minutes;
+}
+
+/** Validates an environment into a Config; throws ConfigError naming the first bad variable. */
+export function parseConfig(env: Env): Config {
+  const provider = oneOf(env, "LLM_PROVIDER", ["ollama", "openai"] as const, DEFAULTS.LLM_PROVIDER);
+  const baseUrl = httpUrl(env, "LLM_BASE_URL", provider === "ollama" ? DEFAULTS.OLLAMA_BASE_URL : DEFAULTS.OPENAI_BASE_URL);
+  const model = text(env, "LLM_MODEL") ?? (provider === "ollama" ? DEFAULTS.OLLAMA_MODEL : undefined);
+  if (model === undefined) {
+    throw new ConfigError("LLM_MODEL", "the model name the server serves (required when LLM_PROVIDER=openai)", env.LLM_MODEL);
+  }
+  const tokenEncoding = text(env, "TOKEN_ENCODING") ?? DEFAULTS.TOKEN_ENCODING;
+  if (!isKnownEncoding(tokenEncoding)) {
+    throw new ConfigError("TOKEN_ENCODING", "a js-tiktoken encoding such as cl100k_base or o200k_base", env.TOKEN_ENCODING);
+  }
+  const startMinutes = clockTime(env, "WINDOW_START", DEFAULTS.WINDOW_START);
+  const endMinutes = clockTime(env, "WINDOW_END", DEFAULTS.WINDOW_END);
+  if (startMinutes === 24 * 60) throw new ConfigError("WINDOW_START", "HH:MM from 00:00 to 23:59", env.WINDOW_START);
+  if (startMinutes === endMinutes) {
+    throw new ConfigError("WINDOW_END", `a time different from WINDOW_START (use 00:00 and 24:00 for always open)`, env.WINDOW_END);
+  }
+  const databaseUrl = text(env, "DATABASE_URL") ?? null;
+  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    // Never echo the value: it may hold a password.
+    throw new ConfigError("DATABASE_URL", "a postgres:// or postgresql:// connection string", "<hidden>");
+  }
+
+  return {
+    databaseUrl,
+    llm: {
+      provider,
+      baseUrl,
+      model,
+      apiKey: text(env, "LLM_API_KEY") ?? null,
+      systemPrompt: text(env, "LLM_SYSTEM_PROMPT") ?? null,
+      temperature: number(env, "LLM_TEMPERATURE", { min: 0, max: 2 }) ?? null,
+      maxTokens: number(env, "LLM_MAX_TOKENS", { min: 1, max: 10_000_000, integer: true }) ?? null,
+      timeoutSeconds: number(env, "LLM_TIMEOUT_SECONDS", { min: 1, max: 24 * 3600 }) ?? DEFAULTS.LLM_TIMEOUT_SECONDS,
+      maxAttempts: number(env, "LLM_MAX_ATTEMPTS", { min: 1, max: 100, integer: true }) ?? DEFAULTS.LLM_MAX_ATTEMPTS,
+      retryDelaySeconds: number(env, "LLM_RETRY_DELAY_SECONDS", { min: 0, max: 60 }) ?? DEFAULTS.LLM_RETRY_DELAY_SECONDS,
+      maxResponseBytes:
+        number(env, "LLM_MAX_RESPONSE_BYTES", { min: 1024, max: 1024 ** 3, integer: true }) ?? DEFAULTS.LLM_MAX_RESPONSE_BYTES,
+      outageMaxBackoffSeconds:
+        number(env, "LLM_OUTAGE_MAX_BACKOFF_SECONDS", { min: 1, max: 3600 }) ?? DEFAULTS.LLM_OUTAGE_MAX_BACKOFF_SECONDS,
+    },
+    tokenEncoding,
+    window: { startMinutes, endMinutes, timeZone: timeZone(env, "WINDOW_TZ") },
+    shutdownGraceSeconds: number(env, "SHUTDOWN_GRACE_SECONDS", { min: 0, max: 3600 }) ?? DEFAULTS.SHUTDOWN_GRACE_SECONDS,
+    pollIntervalMs:
+      number(env, "WORKER_POLL_INTERVAL_MS", { min: 50, max: 60_000, integer: true }) ?? DEFAULTS.WORKER_POLL_INTERVAL_MS,
+    logFormat: oneOf(env, "LOG_FORMAT", ["text", "json"] as const, DEFAULTS.LOG_FORMAT),
+  };
+}
+
+/** Reads `.env` (without overriding real environment variables) and validates it. */
+export function loadConfig(): Config {
+  loadDotenv({ quiet: true });
+  return parseConfig(process.env);
+}
+
+/** Removes the password from a connection string, for logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "<unparseable URL>";
+  }
+}
+
+/** The config as it may be logged: secrets masked. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  return {
+    ...config,
+    databaseUrl: config.databaseUrl === null ? "(embedded PostgreSQL)" : redactUrl(config.databaseUrl),
+    llm: { ...config.llm, baseUrl: redactUrl(config.llm.baseUrl), apiKey: config.llm.apiKey === null ? null : "***" },
+  };
+}

@@ -1,0 +1,31 @@
+/**
+ * What the tasks need from the running process: graphile-worker calls a task
+ * with only its payload and helpers, so the worker registers these here once.
+ */
+import type { Config } from "./config";
+import type { Gate } from "./gate";
+import type { LlmClient } from "./llm/client";
+import type { LlmHealth } from "./llm/health";
+import type { Session } from "./session";
+import type { TokenCounter } from "./tokens";
+
+export interface AppContext {
+  config: Config;
+  llm: LlmClient;
+  health: LlmHealth;
+  gate: Gate;
+  session: Session;
+  tokens: TokenCounter;
+}
+
+let current: AppContext | null = null;
+
+export function setAppContext(context: AppContext | null): void {
+  current = context;
+}
+
+/** The running worker's context; throws if no worker started in this process. */
+export function appContext(): AppContext {
+  if (!current) throw new Error("fila-llm: no worker is running in this process (setAppContext was not called)");
+  return current;
+}

@@ -1,0 +1,100 @@
+/**
+ * Starts one worker process's graphile-worker runner with its gate, its
+ * database session (leader and liveness locks) and the dead-pool reaper.
+ */
+import { EventEmitter } from "node:events";
+import path from "node:path";
+import type { Pool } from "pg";
+import { run, type Runner, type WorkerEvents } from "graphile-worker";
+import processPrompt from "../tasks/process_prompt";
+import windowGate from "../tasks/window_gate";
+import type { Config } from "./config";
+import { setAppContext } from "./context";
+import { Gate, type Clock } from "./gate";
+import { createLlmClient } from "./llm/client";
+import { LlmHealth } from "./llm/health";
+import { graphileLogger, logger, registerSecret } from "./log";
+import { projectRoot } from "./paths";
+import { Session } from "./session";
+import { reapDeadPools } from "./sql/reaper";
+import { getTokenCounter } from "./tokens";
+
+const log = logger("worker");
+
+// With the reaper's 5 s grace, a killed worker's prompt runs again within ~10 s.
+const REAP_INTERVAL_MS = 5_000;
+
+export interface WorkerHandle {
+  runner: Runner;
+  gate: Gate;
+  /** Stops taking prompts, lets the one in flight finish (within the grace), then stops. */
+  stop(): Promise<void>;
+}
+
+export interface WorkerOptions {
+  /** Where local time comes from; tests move it across the window's edges. */
+  clock?: Clock;
+  /** Overrides the crontab file (tests that drive the gate task themselves pass ""). */
+  crontab?: string;
+}
+
+/** Starts the worker on an already-migrated database. */
+export async function startWorker(config: Config, pool: Pool, connectionString: string, options: WorkerOptions = {}): Promise<WorkerHandle> {
+  registerSecret(config.llm.apiKey);
+  // Loaded now, once per process: start-up pays for it, not the first prompt.
+  const tokens = getTokenCounter(config.tokenEncoding);
+  await tokens.count("warm-up");
+  const llm = createLlmClient(config.llm);
+  const health = new LlmHealth(config.llm.outageMaxBackoffSeconds);
+  const session = new Session(connectionString);
+  await session.start();
+  const gate = new Gate({ window: config.window, pool, session, health, clock: options.clock ?? (() => new Date()) });
+  setAppContext({ config, llm, health, gate, session, tokens });
+
+  const events: WorkerEvents = new EventEmitter();
+  events.on("pool:create", ({ workerPool }) => {
+    session.holdPoolLock(workerPool.id).catch((error) => log.error("could not take the pool's liveness lock", { error: error.message }));
+  });
+
+  const runner = await run({
+    pgPool: pool,
+    concurrency: 1,
+    noHandleSignals: true,
+    pollInterval: config.pollIntervalMs,
+    taskList: { process_prompt: processPrompt, window_gate: windowGate },
+    ...(options.crontab !== undefined ? { crontab: options.crontab } : { crontabFile: path.join(projectRoot, "crontab") }),
+    forbiddenFlags: gate.forbiddenFlags,
+    logger: graphileLogger(),
+    events,
+    preset: { worker: { gracefulShutdownAbortTimeout: config.shutdownGraceSeconds * 1000 } },
+  });
+
+  const reap = async () => {
+    try {
+      const pools = await reapDeadPools(pool);
+      if (pools.length > 0) log.warn(`freed the jobs of ${pools.length} dead worker pool(s); their prompts run again`, { pools });
+    } catch (error) {
+      log.debug("reaper could not run", { error: (error as Error).message });
+    }
+  };
+  await reap();
+  const reaper = setInterval(reap, REAP_INTERVAL_MS);
+  reaper.unref();
+
+  let stopping: Promise<void> | null = null;
+  return {
+    runner,
+    gate,
+    stop() {
+      stopping ??= (async () => {
+        gate.beginShutdown();
+        clearInterval(reaper);
+        await runner.stop().catch((error) => log.warn("worker stopped with an error", { error: (error as Error).message }));
+        await session.close();
+        await llm.close().catch(() => {});
+        setAppContext(null);
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * window_gate: started every minute by graphile-worker's crontab (UTC). It
+ * notes when the window (in WINDOW_TZ) opens or closes and logs it once, and
+ * re-enqueues any 'pendiente' row that has lost its job.
+ *
+ * It is deliberately not what lets prompts run: with concurrency 1 a gate job
+ * can wait behind a 10-minute LLM call, so the decision is made before every
+ * fetch by the Gate (src/gate.ts). This task only reports and repairs.
+ */
+import type { Task } from "graphile-worker";
+import { appContext } from "../src/context";
+import { logger } from "../src/log";
+import { countPending, enqueueOrphans, recordWindowState } from "../src/sql/control";
+import { describeWindow } from "../src/window";
+
+declare global {
+  namespace GraphileWorker {
+    interface Tasks {
+      window_gate: Record<string, unknown>;
+    }
+  }
+}
+
+const log = logger("gate");
+
+const windowGate: Task<"window_gate"> = async (_payload, helpers) => {
+  const { config, gate } = appContext();
+  const open = await gate.isOpen();
+  await helpers.withPgClient(async (db) => {
+    if (await recordWindowState(db, open)) {
+      const pending = await countPending(db);
+      const window = describeWindow(config.window);
+      if (open) log.info(`queue opened (${window}): ${pending} prompts pending`, { pending });
+      else log.info(`queue closed (${window}): ${pending} prompts wait for the next window`, { pending });
+    }
+    const orphans = await enqueueOrphans(db);
+    if (orphans.length > 0) {
+      log.warn(`re-enqueued ${orphans.length} pendiente rows that had no live job`, { ids: orphans.slice(0, 20) });
+    }
+  });
+};
+
+export default windowGate;

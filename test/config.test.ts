@@ -1,0 +1,59 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { DEFAULTS, describeConfig, parseConfig } from "../src/config";
+
+describe("config", () => {
+  test("an empty environment gives the documented defaults", () => {
+    const c = parseConfig({ WINDOW_TZ: "UTC" });
+    assert.equal(c.databaseUrl, null);
+    assert.equal(c.llm.provider, "ollama");
+    assert.equal(c.llm.baseUrl, "http://127.0.0.1:11434");
+    assert.equal(c.llm.model, DEFAULTS.OLLAMA_MODEL);
+    assert.equal(c.llm.timeoutSeconds, 900);
+    assert.equal(c.llm.maxAttempts, 5);
+    assert.equal(c.tokenEncoding, "cl100k_base");
+    assert.deepEqual(c.window, { startMinutes: 60, endMinutes: 360, timeZone: "UTC" });
+    assert.equal(c.shutdownGraceSeconds, 30);
+  });
+
+  test("each bad value fails with a message naming the variable and the accepted form", () => {
+    const cases: [Record<string, string>, RegExp][] = [
+      [{ WINDOW_START: "1am" }, /^WINDOW_START must be HH:MM in 24-hour time.*got "1am"/],
+      [{ WINDOW_END: "25:00" }, /^WINDOW_END must be HH:MM/],
+      [{ WINDOW_START: "02:00", WINDOW_END: "02:00" }, /^WINDOW_END must be a time different from WINDOW_START/],
+      [{ WINDOW_TZ: "Mars/Olympus" }, /^WINDOW_TZ must be an IANA time zone/],
+      [{ LLM_PROVIDER: "claude" }, /^LLM_PROVIDER must be one of ollama, openai/],
+      [{ LLM_PROVIDER: "openai" }, /^LLM_MODEL must be the model name/],
+      [{ LLM_BASE_URL: "localhost:11434" }, /^LLM_BASE_URL must be an http:\/\/ or https:\/\/ URL/],
+      [{ LLM_TIMEOUT_SECONDS: "soon" }, /^LLM_TIMEOUT_SECONDS must be a number/],
+      [{ LLM_MAX_ATTEMPTS: "2.5" }, /^LLM_MAX_ATTEMPTS must be an integer from 1 to 100/],
+      [{ LLM_TEMPERATURE: "3" }, /^LLM_TEMPERATURE must be a number from 0 to 2/],
+      [{ TOKEN_ENCODING: "bpe_magic" }, /^TOKEN_ENCODING must be a js-tiktoken encoding/],
+      [{ LOG_FORMAT: "xml" }, /^LOG_FORMAT must be one of text, json/],
+    ];
+    for (const [env, message] of cases) {
+      assert.throws(() => parseConfig(env), (e: Error) => e.name === "ConfigError" && message.test(e.message), JSON.stringify(env));
+    }
+  });
+
+  test("a malformed DATABASE_URL is rejected without echoing it", () => {
+    assert.throws(
+      () => parseConfig({ DATABASE_URL: "mysql://u:s3cretpw@h/db" }),
+      (e: Error) => /^DATABASE_URL must be a postgres:\/\//.test(e.message) && !e.message.includes("s3cretpw"),
+    );
+  });
+
+  test("the openai provider defaults to a /v1 base URL and requires LLM_MODEL", () => {
+    const c = parseConfig({ LLM_PROVIDER: "openai", LLM_MODEL: "qwen2.5", LLM_BASE_URL: "http://10.0.0.5:8000/v1/" });
+    assert.equal(c.llm.baseUrl, "http://10.0.0.5:8000/v1");
+    assert.equal(parseConfig({ LLM_PROVIDER: "openai", LLM_MODEL: "m" }).llm.baseUrl, "http://127.0.0.1:8000/v1");
+  });
+
+  test("describeConfig masks the database password and the API key", () => {
+    const c = parseConfig({ DATABASE_URL: "postgres://app:Pa55word-x@db.example:5432/fila", LLM_API_KEY: "sk-live-abc123xyz" });
+    const text = JSON.stringify(describeConfig(c));
+    assert.ok(!text.includes("Pa55word-x"), text);
+    assert.ok(!text.includes("sk-live-abc123xyz"), text);
+    assert.match(text, /app:\*\*\*@db\.example/);
+  });
+});

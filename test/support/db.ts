@@ -1,0 +1,127 @@
+/**
+ * Test databases. A template database is migrated once per migration set;
+ * each test file clones it (CREATE DATABASE … TEMPLATE) and drops its clone,
+ * so files cannot disturb one another.
+ *
+ * The server: TEST_DATABASE_URL if set; else the PostgreSQL at
+ * 127.0.0.1:5432 if it answers; else an embedded PostgreSQL that test/run.ts
+ * starts (it then passes TEST_DATABASE_URL down to the test files).
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { Client, Pool } from "pg";
+import { createPool } from "../../src/db";
+import { listMigrations, migrate } from "../../src/migrate";
+
+export const LOCAL_SERVER_URL = "postgres://postgres@127.0.0.1:5432/postgres";
+// Any fixed number: serialises template creation across test processes.
+const TEMPLATE_LOCK_KEY = 7_004_299;
+
+/** True if a PostgreSQL answers at this URL within a second. */
+export async function answers(url: string): Promise<boolean> {
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+  try {
+    await client.connect();
+    await client.query("SELECT 1");
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** The admin URL of the server the tests use (see the file comment). */
+export async function serverUrl(): Promise<string> {
+  if (process.env.TEST_DATABASE_URL) return process.env.TEST_DATABASE_URL;
+  if (await answers(LOCAL_SERVER_URL)) return LOCAL_SERVER_URL;
+  throw new Error("no PostgreSQL for the tests: run them with `npm test`, which starts one, or set TEST_DATABASE_URL");
+}
+
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = "/" + database;
+  return u.toString();
+}
+
+async function templateName(): Promise<string> {
+  const hash = createHash("sha256");
+  for (const m of await listMigrations()) hash.update(m.name).update(readFileSync(m.file));
+  hash.update(require("graphile-worker/package.json").version);
+  return "fila_llm_tpl_" + hash.digest("hex").slice(0, 12);
+}
+
+async function ensureTemplate(admin: Client, adminUrl: string): Promise<string> {
+  const name = await templateName();
+  await admin.query("SELECT pg_advisory_lock($1)", [TEMPLATE_LOCK_KEY]);
+  try {
+    const { rowCount } = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+    if (rowCount === 0) {
+      // Built under another name and renamed, so a half-built template is never used.
+      const building = name + "_building";
+      await admin.query(`DROP DATABASE IF EXISTS ${building} WITH (FORCE)`);
+      await admin.query(`CREATE DATABASE ${building}`);
+      const pool = new Pool({ connectionString: withDatabase(adminUrl, building), max: 2 });
+      try {
+        await migrate(pool);
+      } finally {
+        await pool.end();
+      }
+      await admin.query(`ALTER DATABASE ${building} RENAME TO ${name}`);
+      const old = await admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'fila_llm_tpl_%' AND datname <> $1", [name]);
+      for (const row of old.rows) await admin.query(`DROP DATABASE IF EXISTS ${row.datname} WITH (FORCE)`);
+    }
+  } finally {
+    await admin.query("SELECT pg_advisory_unlock($1)", [TEMPLATE_LOCK_KEY]);
+  }
+  return name;
+}
+
+export interface TestDatabase {
+  name: string;
+  url: string;
+  pool: Pool;
+  /** Drops the database (closing the pool first). */
+  drop(): Promise<void>;
+}
+
+/**
+ * A fresh database for one test file: migrated (a clone of the template), or
+ * empty with `{ migrated: false }` for the migration tests.
+ */
+export async function createTestDatabase(options: { migrated?: boolean } = {}): Promise<TestDatabase> {
+  const adminUrl = await serverUrl();
+  const admin = new Client({ connectionString: adminUrl });
+  await admin.connect();
+  const name = `fila_llm_t_${process.pid}_${randomBytes(4).toString("hex")}`;
+  try {
+    if (options.migrated === false) {
+      await admin.query(`CREATE DATABASE ${name}`);
+    } else {
+      const template = await ensureTemplate(admin, adminUrl);
+      await admin.query(`CREATE DATABASE ${name} TEMPLATE ${template}`);
+    }
+  } finally {
+    await admin.end();
+  }
+  const url = withDatabase(adminUrl, name);
+  const pool = createPool(url, 8);
+  let dropped = false;
+  return {
+    name,
+    url,
+    pool,
+    async drop() {
+      if (dropped) return;
+      dropped = true;
+      await pool.end();
+      const c = new Client({ connectionString: adminUrl });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}

@@ -1,0 +1,116 @@
+/**
+ * The window with a real worker. The worker's clock is real time shifted by an
+ * offset that the tests set, so the window's edges arrive in seconds.
+ */
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, test } from "node:test";
+import { createTestDatabase, type TestDatabase } from "./support/db";
+import { FakeLlm } from "./support/llm_server";
+import { eventually, startInProcessWorker, testEnv, type InProcessWorker } from "./support/worker";
+
+let db: TestDatabase;
+let llm: FakeLlm;
+let worker: InProcessWorker | null = null;
+let offsetMs = 0;
+const clock = () => new Date(Date.now() + offsetMs);
+/** Shifts the worker's clock so that it reads `utc` now. */
+const setClock = (utc: string) => {
+  offsetMs = new Date(utc).getTime() - Date.now();
+};
+const env = () => testEnv(llm.origin, { WINDOW_START: "01:00", WINDOW_END: "06:00", WINDOW_TZ: "UTC" });
+
+before(async () => {
+  db = await createTestDatabase();
+  llm = await FakeLlm.start();
+});
+after(async () => {
+  await worker?.stop();
+  await llm.stop();
+  await db.drop();
+});
+beforeEach(async () => {
+  await worker?.stop();
+  worker = null;
+  llm.behaviour = () => ({});
+  llm.requests.length = 0;
+  await db.pool.query("DELETE FROM graphile_worker._private_jobs; DELETE FROM fila_llm_anahuac");
+});
+
+async function statuses(): Promise<string[]> {
+  const { rows } = await db.pool.query("SELECT estatus FROM fila_llm_anahuac ORDER BY id");
+  return rows.map((r) => r.estatus);
+}
+
+describe("the window, with a real worker", () => {
+  test("nothing starts before 01:00; prompts start within 5 s of the opening", async () => {
+    setClock("2026-11-27T00:59:57Z");
+    const opensAtMs = new Date("2026-11-27T01:00:00Z").getTime() - offsetMs;
+    worker = await startInProcessWorker(db, env(), { clock });
+    await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('a las 00:59'), ('también')");
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(llm.generateRequests.length, 0, "no request outside the window");
+    await llm.waitForRequests(2, 10_000);
+    const first = llm.generateRequests[0].startedAtMs;
+    assert.ok(first >= opensAtMs, `started ${opensAtMs - first} ms before the opening`);
+    assert.ok(first - opensAtMs < 5000, `started ${first - opensAtMs} ms after the opening`);
+  });
+
+  test("a prompt inserted inside the window starts within 5 s", async () => {
+    setClock("2026-11-27T03:00:00Z");
+    worker = await startInProcessWorker(db, env(), { clock });
+    const insertedAtMs = Date.now();
+    await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('a las 03:00')");
+    await llm.waitForRequests(1, 10_000);
+    assert.ok(llm.generateRequests[0].startedAtMs - insertedAtMs < 5000);
+  });
+
+  test("a request running at 06:00 finishes; nothing starts after it, and the rest wait for the next night without using attempts", async () => {
+    setClock("2026-11-27T05:59:58Z");
+    const closesAtMs = Date.now() + 2000;
+    llm.behaviour = () => ({ delayMs: 3500 });
+    worker = await startInProcessWorker(db, env(), { clock });
+    await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'al cierre ' || g FROM generate_series(1, 3) g");
+    await llm.waitForRequests(1, 10_000);
+    assert.ok(llm.generateRequests[0].endedAtMs! > closesAtMs, "the first request ran across 06:00");
+    await eventually(async () => (await statuses())[0] === "listo", 5000, "the running prompt to finish");
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(llm.generateRequests.length, 1, "nothing started after 06:00");
+    assert.deepEqual(await statuses(), ["listo", "pendiente", "pendiente"]);
+    const { rows } = await db.pool.query(
+      "SELECT attempts FROM graphile_worker.jobs WHERE task_identifier = 'process_prompt' ORDER BY run_at",
+    );
+    assert.deepEqual(rows.map((r) => r.attempts), [0, 0]);
+
+    llm.behaviour = () => ({});
+    setClock("2026-11-28T01:00:00Z");
+    await eventually(async () => (await statuses()).every((s) => s === "listo"), 10_000, "the next night");
+  });
+
+  test("a worker (re)started in the middle of the window starts the queue within 5 s", async () => {
+    setClock("2026-11-27T02:30:00Z");
+    await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('esperando al worker')");
+    const startedAtMs = Date.now();
+    worker = await startInProcessWorker(db, env(), { clock });
+    await llm.waitForRequests(1, 10_000);
+    assert.ok(llm.generateRequests[0].startedAtMs - startedAtMs < 5000);
+  });
+
+  test("the window_gate task logs the opening once, with the number pending", async () => {
+    setClock("2026-11-27T00:59:59Z");
+    await db.pool.query("UPDATE fila_llm_control SET paused = true");
+    try {
+      worker = await startInProcessWorker(db, env(), { clock });
+      await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'n' || g FROM generate_series(1, 4) g");
+      await db.pool.query("UPDATE fila_llm_control SET paused = false, window_open = false");
+      setClock("2026-11-27T01:00:30Z");
+      await new Promise((r) => setTimeout(r, 1100)); // the gate caches the control row for 1 s
+      // graphile-worker's crontab would add these once a minute; add them directly.
+      await db.pool.query("SELECT graphile_worker.add_job('window_gate'); SELECT graphile_worker.add_job('window_gate')");
+      await eventually(async () => worker!.logs.some((l) => /queue opened \(01:00–06:00 UTC\): \d+ prompts pending/.test(l)), 5000, "open log");
+      await eventually(async () => (await statuses()).every((s) => s === "listo"), 10_000, "drain");
+      assert.equal(worker.logs.filter((l) => l.includes("queue opened")).length, 1);
+    } finally {
+      await db.pool.query("UPDATE fila_llm_control SET paused = false");
+    }
+  });
+});
