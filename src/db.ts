@@ -47,7 +47,8 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, persi
     databaseDir: dataDir,
     port,
     user: "postgres",
-    password: "postgres",
+    // Not "postgres": the log scrubber masks the password wherever it appears.
+    password: "fila-llm-embedded",
     persistent,
     // As root, initdb refuses to run; the package then creates a postgres OS user.
     createPostgresUser: process.getuid?.() === 0,
@@ -56,6 +57,6 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, persi
   });
   if (!existsSync(path.join(dataDir, "PG_VERSION"))) await server.initialise();
   await server.start();
-  const connectionString = `postgres://postgres:postgres@127.0.0.1:${port}/postgres`;
+  const connectionString = `postgres://postgres:fila-llm-embedded@127.0.0.1:${port}/postgres`;
   return { connectionString, stop: () => server.stop() };
 }
