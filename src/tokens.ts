@@ -8,12 +8,15 @@
  * js-tiktoken's pattern, rank table and merge order, and runs them differently:
  *
  * - the pre-tokenizer interprets the encoding's own `pat_str` with ECMAScript's matching rules,
- *   and steps over long runs of look-alike characters in one move (see PreTokenizer);
+ *   crossing long stretches of a multi-megabyte piece in single moves (see PreTokenizer);
  * - a piece found whole in the rank table counts 1, as in js-tiktoken;
  * - other pieces merge their lowest-ranked adjacent pair first, leftmost on ties — js-tiktoken's
  *   `bytePairMerge` scans left to right and only takes a strictly lower rank — short pieces by
  *   scanning, long ones through a priority queue over a linked list of parts, O(n log n);
  * - counting is async and yields to the event loop every few milliseconds.
+ *
+ * Memory: a piece longer than 128 bytes needs ~16 bytes per byte of typed arrays while it is
+ * merged (160 MB for a 10 MB run of one character), plus the queue.
  */
 import { performance } from "node:perf_hooks";
 
@@ -82,9 +85,10 @@ export async function preTokenize(encoding: string, text: string): Promise<strin
 // Yielding
 
 // Counting yields once it has held the event loop this long. The limit we promise is 50 ms; the
-// longest steps that cannot be split (UTF-8 encoding a 10 MB piece, scanning 10 MB of varied
-// letters that form one piece) take ~10-25 ms here, so 10 ms slices stay well under it.
-const SLICE_MS = 10;
+// longest steps that cannot be split (allocating a 40 MB array for a 10 MB piece, and the
+// garbage collection that can set off) take up to ~25 ms here, so 5 ms slices leave a margin.
+// A yield costs ~0.1 ms, so this gives up about 2% of throughput.
+const SLICE_MS = 5;
 
 /** Tracks how long the current synchronous stretch has run and yields when it is too long. */
 class Slicer {
@@ -108,10 +112,10 @@ class Slicer {
 // longer ones use the priority queue. 128 bytes is the longest token in every shipped encoding.
 const SMALL_PIECE_BYTES = 128;
 
-// The clock is read every this many pieces / merges (each a few microseconds of work), so
-// reading it costs little and a slice overruns SLICE_MS by well under a millisecond.
+// The clock is read every this many pieces / merge steps (each at most a few microseconds of
+// work), so reading it costs little and a slice overruns SLICE_MS by well under a millisecond.
 const PIECES_PER_CLOCK_CHECK = 64;
-const MERGES_PER_CLOCK_CHECK = 1024;
+const MERGE_STEPS_PER_CLOCK_CHECK = 1024;
 
 class BpeCounter implements TokenCounter {
   constructor(readonly encoding: EncodingName) {}
@@ -139,11 +143,11 @@ class BpeCounter implements TokenCounter {
   async forEachPiece(text: string, visit: (start: number, end: number, slicer: Slicer) => Promise<void> | void): Promise<void> {
     const { splitter } = await loadEncoder(this.encoding);
     const slicer = new Slicer();
-    const runs = await splitter.findLongRuns(text, slicer);
+    const index = await splitter.indexText(text, slicer);
     let pieces = 0;
     let pos = 0;
     while (pos < text.length) {
-      const end = splitter.matchAt(text, pos, runs);
+      const end = splitter.matchAt(text, pos, index);
       if (end <= pos) {
         // No piece, or an empty one, starts here: like matchAll, step one code point. js-tiktoken
         // counts nothing for it. The shipped patterns match every code point, so this is moot.
@@ -252,10 +256,14 @@ function countSmallPiece(bytes: string, ranks: RankTable): number {
 async function countLargePiece(bytes: Uint8Array, ranks: RankTable, slicer: Slicer): Promise<number> {
   const n = bytes.length;
   if (n <= ranks.maxTokenBytes && ranks.byBytes.has(Buffer.from(bytes).toString("latin1"))) return 1;
-  const tok = new Int32Array(n);
-  const next = new Int32Array(n);
-  const prev = new Int32Array(n);
-  const pairRank = new Int32Array(n);
+  // Allocated one at a time with a chance to yield in between: 40 MB each for a 10 MB piece,
+  // and each big allocation can set off a garbage collection.
+  const arrays: Int32Array[] = [];
+  for (let i = 0; i < 4; i++) {
+    if (slicer.due()) await slicer.yield();
+    arrays.push(new Int32Array(n));
+  }
+  const [tok, next, prev, pairRank] = arrays;
   const queue = new MergeQueue();
   for (let i = 0; i < n; i++) {
     tok[i] = ranks.byteRank[bytes[i]];
@@ -278,7 +286,7 @@ async function countLargePiece(bytes: Uint8Array, ranks: RankTable, slicer: Slic
 
   let merges = 0;
   for (let steps = 1; ; steps++) {
-    if (steps % MERGES_PER_CLOCK_CHECK === 0 && slicer.due()) await slicer.yield();
+    if (steps % MERGE_STEPS_PER_CLOCK_CHECK === 0 && slicer.due()) await slicer.yield();
     const a = queue.pop(pairRank);
     if (a === -1) break;
     if (a < 0) continue;
@@ -307,14 +315,14 @@ async function countLargePiece(bytes: Uint8Array, ranks: RankTable, slicer: Slic
  * multi-megabyte pieces fast.
  */
 class MergeQueue {
-  private readonly buckets = new Map<number, Bucket>();
+  private readonly buckets: (Bucket | undefined)[] = []; // by rank
   private readonly rankHeap = new IntHeap();
 
   push(rank: number, position: number): void {
-    let bucket = this.buckets.get(rank);
+    let bucket = this.buckets[rank];
     if (bucket === undefined) {
       bucket = new Bucket();
-      this.buckets.set(rank, bucket);
+      this.buckets[rank] = bucket;
     }
     if (bucket.isEmpty()) this.rankHeap.push(rank);
     bucket.push(position);
@@ -328,7 +336,7 @@ class MergeQueue {
     let skipped = 0;
     while (this.rankHeap.size > 0) {
       const rank = this.rankHeap.peek();
-      const bucket = this.buckets.get(rank)!;
+      const bucket = this.buckets[rank]!;
       while (!bucket.isEmpty()) {
         const position = bucket.shift();
         if (pairRank[position] === rank) {
@@ -403,7 +411,8 @@ class Bucket {
 
 /** Binary min-heap of non-negative int32 values in a growable typed array. */
 class IntHeap {
-  private items = new Int32Array(16);
+  // Most buckets never spill, so the array is only allocated on first use.
+  private items = NO_BLOCK;
   size = 0;
 
   peek(): number {
@@ -412,7 +421,7 @@ class IntHeap {
 
   push(value: number): void {
     if (this.size === this.items.length) {
-      const grown = new Int32Array(2 * this.size);
+      const grown = new Int32Array(Math.max(16, 2 * this.size));
       grown.set(this.items);
       this.items = grown;
     }
@@ -465,13 +474,15 @@ function loadEncoder(name: EncodingName): Promise<Encoder> {
       return { ranks: await RankTable.build(file.bpe_ranks), splitter: new PreTokenizer(file.pat_str) };
     })();
     encoders.set(name, loading);
+    // A failed load is not cached: the next count tries again (callers still see this failure).
+    loading.catch(() => encoders.delete(name));
   }
   return loading;
 }
 
 // Direct-mapped cache of merged-pair ranks. Long degenerate pieces reuse a handful of pairs
-// millions of times; 64 Ki slots (768 KB) also hold the working set of ordinary prose.
-const PAIR_CACHE_BITS = 16;
+// millions of times; 256 Ki slots (3 MB) also hold most of a long piece of varied text.
+const PAIR_CACHE_BITS = 18;
 
 /** The encoding's ranks, keyed by each token's bytes as a string of chars 0-255. */
 class RankTable {
@@ -553,8 +564,13 @@ class RankTable {
 // Semantics follow ECMAScript: alternatives left to right, quantifiers greedy and giving back
 // one code point at a time, a lone surrogate is a code point of its own. Every single-character
 // atom (class or literal) gets a bit, and each code point is reduced to the mask of atoms it
-// matches. Two code points with the same mask and width are indistinguishable to the pattern,
-// so a long run of them is crossed in one step by an unbounded loop (see findLongRuns).
+// matches.
+//
+// To keep every step short on multi-megabyte pieces, a first pass over the text (which yields
+// as it goes) indexes long stretches where an unbounded loop's atom matches, and long stretches
+// where what may follow the loop cannot start. The loop then crosses a stretch in one move, and
+// backtracking skips one in one move, so no single match attempt walks more than about
+// 2 × LONG_STRETCH_UNITS code units one at a time.
 
 /** One element of a sequence: an atom repeated greedily between min and max times. */
 interface Term {
@@ -570,20 +586,31 @@ type Atom =
 
 interface Seq {
   readonly terms: Term[];
-  // follow[i]: the atom bit the code point after term i must match for terms i+1.. to have a
-  // chance, or -1 if nothing is known. Lets failing attempts stop after one mask test.
-  readonly follow: number[];
+  // first: atom bits of which the first code point must match at least one for the sequence to
+  // match (0: nothing known). follow[i]: the same for terms i+1.. Lets hopeless attempts stop
+  // after one mask test.
   readonly first: number;
+  readonly follow: number[];
 }
 
-/** Sorted, disjoint [start, end) ranges of at least LONG_RUN_UNITS same-mask code points. */
-interface LongRuns {
+/** Sorted, disjoint [start, end) stretches of at least LONG_STRETCH_UNITS code units. */
+interface Stretches {
   readonly starts: number[];
   readonly ends: number[];
 }
 
-// A run shorter than this is simply scanned (a few microseconds). Only longer ones are indexed.
-const LONG_RUN_UNITS = 1024;
+/** For each tracked atom set: long stretches where code points match it / cannot match it. */
+interface TextIndex {
+  readonly matching: Map<number, Stretches>;
+  readonly missing: Map<number, Stretches>;
+}
+
+// Stretches shorter than this are walked one code point at a time (a few microseconds); only
+// longer ones are indexed.
+const LONG_STRETCH_UNITS = 512;
+
+const NO_STRETCHES: Stretches = { starts: [], ends: [] };
+const EMPTY_INDEX: TextIndex = { matching: new Map(), missing: new Map() };
 
 type Cont = (pos: number) => number;
 const done: Cont = (pos) => pos;
@@ -592,13 +619,16 @@ class PreTokenizer {
   private readonly top: Seq[];
   private readonly atomTests: ((s: string) => boolean)[] = [];
   private readonly atomSources: string[] = [];
+  // Atom sets worth indexing: the atom of each unbounded loop, and what may follow one.
+  private readonly loopAtoms = new Set<number>();
+  private readonly followAtoms = new Set<number>();
   // Atom-match bitmask per BMP code point (lone surrogates included); -1 = not computed yet.
   private readonly bmpMask = new Int32Array(0x10000).fill(-1);
   private readonly astralMask = new Map<number, number>();
-  // State of the current synchronous matchAt/findLongRuns stretch.
+  // State of the current synchronous matchAt/indexText stretch.
   private text = "";
   private end = 0;
-  private runs: LongRuns = { starts: [], ends: [] };
+  private index: TextIndex = EMPTY_INDEX;
   private width = 1; // code units of the code point last read by maskAt
 
   constructor(private readonly pattern: string) {
@@ -607,49 +637,86 @@ class PreTokenizer {
     if (parser.i !== pattern.length) this.unsupported(parser.i);
   }
 
-  /**
-   * Indexes the long runs of code points that look alike to the pattern. One linear pass that
-   * yields between chunks, so that matchAt can cross a 10 MB run in constant time.
-   */
-  async findLongRuns(text: string, slicer: Slicer): Promise<LongRuns> {
-    const runs: LongRuns = { starts: [], ends: [] };
-    if (text.length < LONG_RUN_UNITS) return runs;
-    let runStart = 0;
-    let runMask = -1;
-    let runWidth = 0;
+  /** One pass over `text` that finds its long stretches (see above), yielding between chunks. */
+  async indexText(text: string, slicer: Slicer): Promise<TextIndex> {
+    if (text.length < LONG_STRETCH_UNITS) return EMPTY_INDEX;
+    const index: TextIndex = { matching: new Map(), missing: new Map() };
+    // Tracked stretch kinds, as bit t of `holds`: code points match loop atoms (first), or
+    // cannot match follow atoms (after).
+    const tracked: Stretches[] = [];
+    const kinds: { atoms: number; matching: boolean }[] = [];
+    for (const atoms of this.loopAtoms) {
+      kinds.push({ atoms, matching: true });
+      tracked.push({ starts: [], ends: [] });
+      index.matching.set(atoms, tracked[tracked.length - 1]);
+    }
+    for (const atoms of this.followAtoms) {
+      kinds.push({ atoms, matching: false });
+      tracked.push({ starts: [], ends: [] });
+      index.missing.set(atoms, tracked[tracked.length - 1]);
+    }
+    if (kinds.length > 31) throw new Error(`token pattern has too many loops to index: ${this.pattern}`);
+    const holdsByMask = new Map<number, number>();
+    const holdsOf = (mask: number): number => {
+      let holds = holdsByMask.get(mask);
+      if (holds === undefined) {
+        holds = 0;
+        kinds.forEach((kind, t) => {
+          if (((mask & kind.atoms) !== 0) === kind.matching) holds! |= 1 << t;
+        });
+        holdsByMask.set(mask, holds);
+      }
+      return holds;
+    };
+    // The last few masks seen, so that text alternating between a handful of masks (say,
+    // contraction letters and other letters) rarely reaches the Map.
+    const recentMasks = new Int32Array(4).fill(-1);
+    const recentHolds = new Int32Array(4);
+    const starts = new Array<number>(kinds.length).fill(0);
+    const closeAt = (t: number, end: number): void => {
+      if (end - starts[t] >= LONG_STRETCH_UNITS) {
+        tracked[t].starts.push(starts[t]);
+        tracked[t].ends.push(end);
+      }
+    };
+    let previousMask = -1;
+    let previousHolds = 0;
     let p = 0;
     while (p < text.length) {
-      // Re-set after every yield: another count may have used this splitter meanwhile.
+      // Set again after every yield: another count may have used this splitter meanwhile.
       this.text = text;
       this.end = text.length;
       const stop = Math.min(text.length, p + 65536);
       while (p < stop) {
         const mask = this.maskAt(p);
-        if (mask !== runMask || this.width !== runWidth) {
-          if (p - runStart >= LONG_RUN_UNITS) {
-            runs.starts.push(runStart);
-            runs.ends.push(p);
+        if (mask !== previousMask) {
+          previousMask = mask;
+          const slot = Math.imul(mask, 0x9e3779b1) >>> 30;
+          if (recentMasks[slot] !== mask) {
+            recentMasks[slot] = mask;
+            recentHolds[slot] = holdsOf(mask);
           }
-          runStart = p;
-          runMask = mask;
-          runWidth = this.width;
+          const holds = recentHolds[slot];
+          for (let changed = holds ^ previousHolds; changed !== 0; changed &= changed - 1) {
+            const t = 31 - Math.clz32(changed & -changed);
+            if ((holds & (1 << t)) !== 0) starts[t] = p;
+            else closeAt(t, p);
+          }
+          previousHolds = holds;
         }
         p += this.width;
       }
       if (slicer.due()) await slicer.yield();
     }
-    if (p - runStart >= LONG_RUN_UNITS) {
-      runs.starts.push(runStart);
-      runs.ends.push(p);
-    }
-    return runs;
+    for (let t = 0; t < kinds.length; t++) if ((previousHolds & (1 << t)) !== 0) closeAt(t, p);
+    return index;
   }
 
   /** End of the piece the pattern matches at `pos` (what RegExp with flags "uy" would give), or -1. */
-  matchAt(text: string, pos: number, runs: LongRuns): number {
+  matchAt(text: string, pos: number, index: TextIndex): number {
     this.text = text;
     this.end = text.length;
-    this.runs = runs;
+    this.index = index;
     for (const alt of this.top) {
       if (!this.canStart(alt.first, pos)) continue;
       const end = this.matchSeq(alt, 0, pos, done);
@@ -662,7 +729,9 @@ class PreTokenizer {
     if (index === seq.terms.length) return k(pos);
     const term = seq.terms[index];
     const atom = term.atom;
-    if (atom.kind === "char") return this.matchRepeat(seq, index, pos, k);
+    if (atom.kind === "char") {
+      return term.max === Infinity ? this.matchLoop(seq, index, pos, k) : this.matchBounded(seq, index, pos, k);
+    }
     if (atom.kind === "notAhead") {
       for (const alt of atom.alts) {
         if (this.canStart(alt.first, pos) && this.matchSeq(alt, 0, pos, done) >= 0) return -1;
@@ -680,74 +749,93 @@ class PreTokenizer {
     return term.min === 0 ? this.matchSeq(seq, index + 1, pos, k) : -1;
   }
 
-  /** A single-code-point atom repeated greedily, followed by the rest of the sequence. */
-  private matchRepeat(seq: Seq, index: number, pos: number, k: Cont): number {
+  /** A single-code-point atom repeated greedily at most `max` (finite) times, then the rest. */
+  private matchBounded(seq: Seq, index: number, pos: number, k: Cont): number {
     const term = seq.terms[index];
-    const atomBit = 1 << (term.atom as { bit: number }).bit;
+    const atoms = 1 << (term.atom as { bit: number }).bit;
     const follow = seq.follow[index];
-    const followBit = follow < 0 ? 0 : 1 << follow;
-    // Scan forward as far as the atom matches, remembering the last position (with at least
-    // `min` code points behind it) where the rest could start. Backtracking then jumps straight
-    // there instead of retrying the rest at every position of a long run.
     let p = pos;
     let count = 0;
-    let candidate = -1;
-    let candidateCount = 0;
-    const { starts, ends } = this.runs;
-    let run = term.max === Infinity ? firstRunEndingAfter(ends, p) : starts.length;
-    while (count < term.max && p < this.end) {
-      const mask = this.maskAt(p);
-      if ((mask & atomBit) === 0) break;
-      const w = this.width;
-      if (run < starts.length && p >= starts[run]) {
-        // Inside an indexed run: every code point up to its end has this same mask and width.
-        const last = count + (ends[run] - p) / w - 1;
-        if ((mask & followBit) !== 0 && last >= term.min) {
-          candidate = ends[run] - w;
-          candidateCount = last;
-        }
-        count = last + 1;
-        p = ends[run];
-        run++;
-        continue;
-      }
-      if ((mask & followBit) !== 0 && count >= term.min) {
-        candidate = p;
-        candidateCount = count;
-      }
-      p += w;
+    while (count < term.max && p < this.end && (this.maskAt(p) & atoms) !== 0) {
+      p += this.width;
       count++;
     }
     if (count < term.min) return -1;
+    // Greedy: the longest repetition first, then one code point fewer at a time.
+    for (;;) {
+      if (this.canStart(follow, p)) {
+        const end = this.matchSeq(seq, index + 1, p, k);
+        if (end >= 0) return end;
+      }
+      if (count === term.min) return -1;
+      p = this.stepBack(p, pos);
+      count--;
+    }
+  }
 
-    // Longest first: where the scan stopped.
+  /** A single-code-point atom repeated greedily without upper bound, then the rest. */
+  private matchLoop(seq: Seq, index: number, pos: number, k: Cont): number {
+    const term = seq.terms[index];
+    const atoms = 1 << (term.atom as { bit: number }).bit;
+    const follow = seq.follow[index];
+    let p = pos;
+    for (let i = 0; i < term.min; i++) {
+      if (p >= this.end || (this.maskAt(p) & atoms) === 0) return -1;
+      p += this.width;
+    }
+    const minEnd = p;
+    // As far as the atom matches, crossing indexed stretches in one move.
+    const { starts, ends } = this.index.matching.get(atoms) ?? NO_STRETCHES;
+    let s = firstEndingAfter(ends, p);
+    while (p < this.end) {
+      if (s < starts.length && p >= starts[s]) {
+        p = ends[s++];
+        continue;
+      }
+      if ((this.maskAt(p) & atoms) === 0) break;
+      p += this.width;
+    }
+    // Greedy: the longest repetition first.
     if (this.canStart(follow, p)) {
       const end = this.matchSeq(seq, index + 1, p, k);
       if (end >= 0) return end;
     }
-    if (follow < 0) {
-      // Nothing to filter on: give back one code point at a time.
-      while (count > term.min) {
-        p = this.stepBack(p, pos);
-        count--;
+    if (follow === 0) {
+      // Nothing known about what follows: give back one code point at a time.
+      while (p > minEnd) {
+        p = this.stepBack(p, minEnd);
         const end = this.matchSeq(seq, index + 1, p, k);
         if (end >= 0) return end;
       }
       return -1;
     }
-    // Then each earlier position the rest could start at, right to left.
-    for (p = candidate, count = candidateCount; p >= 0; p = this.stepBack(p, pos), count--) {
-      if (this.canStart(follow, p)) {
-        const end = this.matchSeq(seq, index + 1, p, k);
-        if (end >= 0) return end;
-      }
-      if (count === term.min) break;
+    // Then, right to left, only the positions where what follows can start.
+    for (p = this.lastStartBefore(follow, p, minEnd); p >= 0; p = this.lastStartBefore(follow, p, minEnd)) {
+      const end = this.matchSeq(seq, index + 1, p, k);
+      if (end >= 0) return end;
     }
     return -1;
   }
 
-  private canStart(bit: number, pos: number): boolean {
-    return bit < 0 || (pos < this.end && (this.maskAt(pos) & (1 << bit)) !== 0);
+  /** The last code point start in [floor, pos) whose mask meets `atoms`, or -1. */
+  private lastStartBefore(atoms: number, pos: number, floor: number): number {
+    const { starts, ends } = this.index.missing.get(atoms) ?? NO_STRETCHES;
+    let s = lastStartingBefore(starts, pos);
+    while (pos > floor) {
+      if (s >= 0 && ends[s] >= pos) {
+        // The code point before pos lies in a stretch where `atoms` cannot start: skip it.
+        pos = Math.max(starts[s--], floor);
+        continue;
+      }
+      pos = this.stepBack(pos, floor);
+      if ((this.maskAt(pos) & atoms) !== 0) return pos;
+      if (s >= 0 && starts[s] >= pos) s--;
+    }
+    return -1;
+  }
+
+  private canStart(firstAtoms: number, pos: number): boolean {
+    return firstAtoms === 0 || (pos < this.end && (this.maskAt(pos) & firstAtoms) !== 0);
   }
 
   /** Start of the code point before `pos` (never before `floor`). */
@@ -765,18 +853,17 @@ class PreTokenizer {
   private maskAt(pos: number): number {
     const text = this.text;
     const cu = text.charCodeAt(pos);
-    let cp = cu;
     this.width = 1;
     if (cu >= 0xd800 && cu < 0xdc00 && pos + 1 < this.end) {
       const lo = text.charCodeAt(pos + 1);
       if (lo >= 0xdc00 && lo < 0xe000) {
         this.width = 2;
-        cp = (cu - 0xd800) * 0x400 + (lo - 0xdc00) + 0x10000;
+        const cp = (cu - 0xd800) * 0x400 + (lo - 0xdc00) + 0x10000;
         return this.astralMask.get(cp) ?? this.computeMask(cp);
       }
     }
-    const mask = this.bmpMask[cp];
-    return mask >= 0 ? mask : this.computeMask(cp);
+    const mask = this.bmpMask[cu];
+    return mask >= 0 ? mask : this.computeMask(cu);
   }
 
   private computeMask(cp: number): number {
@@ -827,7 +914,13 @@ class PreTokenizer {
       if (atom.kind === "group" && (max > 1 || (min === 0 && atom.alts.some(canBeEmpty)))) this.unsupported(parser.i);
       terms.push({ atom, min, max });
     }
-    return { terms, follow: terms.map((_, i) => firstBit(terms, i + 1)), first: firstBit(terms, 0) };
+    const follow = terms.map((_, i) => firstAtoms(terms, i + 1));
+    terms.forEach((term, i) => {
+      if (term.atom.kind !== "char" || term.max !== Infinity) return;
+      this.loopAtoms.add(1 << term.atom.bit);
+      if (follow[i] !== 0) this.followAtoms.add(follow[i]);
+    });
+    return { terms, first: firstAtoms(terms, 0), follow };
   }
 
   private parseAtom(parser: { i: number }): Atom {
@@ -896,10 +989,21 @@ class PreTokenizer {
   }
 }
 
-/** The atom bit the first code point must match for terms[from..] to match, or -1. */
-function firstBit(terms: Term[], from: number): number {
-  const term = terms[from];
-  return term !== undefined && term.min > 0 && term.atom.kind === "char" ? term.atom.bit : -1;
+/**
+ * Atom bits of which the first code point of any match of terms[from..] matches at least one, or
+ * 0 when unknown (the terms can match empty text, or start with a lookahead).
+ */
+function firstAtoms(terms: Term[], from: number): number {
+  let atoms = 0;
+  for (let i = from; i < terms.length; i++) {
+    const { atom, min } = terms[i];
+    if (atom.kind === "char") atoms |= 1 << atom.bit;
+    else if (atom.kind === "group" && atom.alts.every((alt) => alt.first !== 0)) {
+      for (const alt of atom.alts) atoms |= alt.first;
+    } else return 0;
+    if (min > 0) return atoms;
+  }
+  return 0;
 }
 
 function canBeEmpty(seq: Seq): boolean {
@@ -912,8 +1016,8 @@ function indexOrLimit(text: string, search: string, from: number, limit: number)
   return i < 0 || i > limit ? limit : i;
 }
 
-/** Index of the first run whose end is after `pos` (binary search over sorted ends). */
-function firstRunEndingAfter(ends: number[], pos: number): number {
+/** Index of the first stretch ending after `pos` (binary search over sorted ends). */
+function firstEndingAfter(ends: number[], pos: number): number {
   let lo = 0;
   let hi = ends.length;
   while (lo < hi) {
@@ -922,4 +1026,16 @@ function firstRunEndingAfter(ends: number[], pos: number): number {
     else hi = mid;
   }
   return lo;
+}
+
+/** Index of the last stretch starting before `pos`, or -1 (binary search over sorted starts). */
+function lastStartingBefore(starts: number[], pos: number): number {
+  let lo = 0;
+  let hi = starts.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (starts[mid] < pos) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
 }
