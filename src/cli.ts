@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 /**
  * The command line: `fila-llm [start]` runs the worker (migrating first),
- * `fila-llm migrate` only migrates.
+ * `fila-llm migrate` only migrates, and the operators' commands (status,
+ * report, retry, pause, resume, open-now, cancel) live in src/ops/commands.ts.
  */
 import { ConfigError, loadConfig, type Config } from "./config";
 import { logger, setLogFormat } from "./log";
+import { OPS_COMMANDS, OPS_USAGE, runOpsCommand } from "./ops/commands";
 import { runMigrations, runWorker } from "./start";
 
 const log = logger("fila-llm");
@@ -29,7 +31,11 @@ async function main(argv: string[]): Promise<void> {
     case "migrate":
       return runMigrations(config);
     default:
-      console.error(`fila-llm: unknown command "${command}". Commands: start, migrate`);
+      if (OPS_COMMANDS.includes(command)) {
+        process.exitCode = await runOpsCommand(command, argv.slice(1), config);
+        return;
+      }
+      console.error(`fila-llm: unknown command "${command}". Commands: start, migrate, ${OPS_COMMANDS.join(", ")}\n\n${OPS_USAGE}`);
       process.exit(64);
   }
 }

@@ -30,6 +30,11 @@ export const EMBEDDED_DATA_DIR = path.join(projectRoot, ".data", "postgres");
 // Not 5432, so it never collides with a real server on the same machine.
 export const EMBEDDED_PORT = 54329;
 
+/** The URL of the embedded PostgreSQL listening on this port. */
+export function embeddedUrl(port: number): string {
+  return `postgres://postgres:fila-llm-embedded@127.0.0.1:${port}/postgres`;
+}
+
 export interface EmbeddedPostgres {
   connectionString: string;
   stop(): Promise<void>;
@@ -57,6 +62,6 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, persi
   });
   if (!existsSync(path.join(dataDir, "PG_VERSION"))) await server.initialise();
   await server.start();
-  const connectionString = `postgres://postgres:fila-llm-embedded@127.0.0.1:${port}/postgres`;
+  const connectionString = embeddedUrl(port);
   return { connectionString, stop: () => server.stop() };
 }

@@ -1,7 +1,8 @@
 /**
  * window_gate: started every minute by graphile-worker's crontab (UTC). It
- * notes when the window (in WINDOW_TZ) opens or closes and logs it once, and
- * re-enqueues any 'pendiente' row that has lost its job.
+ * notes when the window (in WINDOW_TZ) opens or closes and logs it once (with
+ * a summary of the night at the close), logs progress every few minutes while
+ * it is open, and re-enqueues any 'pendiente' row that has lost its job.
  *
  * It is deliberately not what lets prompts run: with concurrency 1 a gate job
  * can wait behind a 10-minute LLM call, so the decision is made before every
@@ -10,7 +11,9 @@
 import type { Task } from "graphile-worker";
 import { appContext } from "../src/context";
 import { logger } from "../src/log";
+import { progressLine, summaryLine } from "../src/ops/progress";
 import { countPending, enqueueOrphans, recordWindowState } from "../src/sql/control";
+import { readOpenPeriod } from "../src/sql/ops";
 import { describeWindow } from "../src/window";
 
 declare global {
@@ -27,11 +30,19 @@ const windowGate: Task<"window_gate"> = async (_payload, helpers) => {
   const { config, gate } = appContext();
   const open = await gate.isOpen();
   await helpers.withPgClient(async (db) => {
+    const before = await readOpenPeriod(db);
     if (await recordWindowState(db, open)) {
       const pending = await countPending(db);
       const window = describeWindow(config.window);
       if (open) log.info(`queue opened (${window}): ${pending} prompts pending`, { pending });
       else log.info(`queue closed (${window}): ${pending} prompts wait for the next window`, { pending });
+      if (!open && before.open && before.since) {
+        const summary = await summaryLine(db, before.since);
+        log.info(summary.message, summary.fields);
+      }
+    } else if (open) {
+      const progress = await progressLine(db, config.window);
+      if (progress) log.info(progress.message, progress.fields);
     }
     const orphans = await enqueueOrphans(db);
     if (orphans.length > 0) {

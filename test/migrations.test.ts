@@ -47,7 +47,7 @@ describe("migrations", () => {
     await reference.pool.query(LEGACY_DDL);
     const ours = await emptyDatabase();
     const applied = await migrate(ours.pool);
-    assert.deepEqual(applied, ["0001_legacy_table.sql", "0002_outcome_table.sql", "0003_control.sql", "0004_enqueue.sql", "0005_backfill.sql", "0006_queue_view.sql"]);
+    assert.deepEqual(applied, ["0001_legacy_table.sql", "0002_outcome_table.sql", "0003_control.sql", "0004_enqueue.sql", "0005_backfill.sql", "0006_queue_view.sql", "0007_operator_functions.sql"]);
     assert.deepEqual(await legacyShape(ours.pool), await legacyShape(reference.pool));
     const { rows } = await ours.pool.query("SELECT count(*)::int AS n FROM graphile_worker.jobs");
     assert.equal(rows[0].n, 0);
@@ -90,9 +90,9 @@ describe("migrations", () => {
     const second = createPool(db.url, 2);
     try {
       const [a, b] = await Promise.all([migrate(db.pool), migrate(second)]);
-      assert.equal(a.length + b.length, 6, `applied: ${[...a, ...b].join(", ")}`);
+      assert.equal(a.length + b.length, 7, `applied: ${[...a, ...b].join(", ")}`);
       const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM fila_llm_migrations");
-      assert.equal(rows[0].n, 6);
+      assert.equal(rows[0].n, 7);
     } finally {
       await second.end();
     }

@@ -1,0 +1,52 @@
+/**
+ * The connection the operators' commands use: the same database as the
+ * worker, from the same .env. Without DATABASE_URL that is the embedded
+ * PostgreSQL in .data/: the running worker's, if it is up, or else started
+ * just for the command and stopped after it.
+ */
+import { existsSync } from "node:fs";
+import path from "node:path";
+import type { Pool } from "pg";
+import type { Config } from "../config";
+import { createPool, EMBEDDED_DATA_DIR, EMBEDDED_PORT, embeddedUrl, startEmbeddedPostgres } from "../db";
+
+// The URL startEmbeddedPostgres gives (src/db.ts); the worker may hold the
+// server, and a second server on the same data directory would not start.
+const EMBEDDED_URL = embeddedUrl(EMBEDDED_PORT);
+
+export interface OpsDatabase {
+  pool: Pool;
+  close(): Promise<void>;
+}
+
+async function answers(pool: Pool): Promise<boolean> {
+  try {
+    await pool.query("SELECT 1");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Opens the worker's database for one command; throws with advice if there is none yet. */
+export async function openOpsDatabase(config: Config): Promise<OpsDatabase> {
+  if (config.databaseUrl !== null) {
+    const pool = createPool(config.databaseUrl, 2);
+    return { pool, close: () => pool.end() };
+  }
+  const running = createPool(EMBEDDED_URL, 2);
+  if (await answers(running)) return { pool: running, close: () => running.end() };
+  await running.end();
+  if (!existsSync(path.join(EMBEDDED_DATA_DIR, "PG_VERSION"))) {
+    throw new Error(`no database yet: DATABASE_URL is unset and ${EMBEDDED_DATA_DIR} is empty; run \`npm start\` or \`npm run migrate\` first`);
+  }
+  const embedded = await startEmbeddedPostgres(EMBEDDED_DATA_DIR, EMBEDDED_PORT, true);
+  const pool = createPool(embedded.connectionString, 2);
+  return {
+    pool,
+    async close() {
+      await pool.end();
+      await embedded.stop();
+    },
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * `fila-llm status`: one screen that answers the morning's questions: is the
+ * window open, what is queued and running, how did last night go, will the
+ * pending rows fit tonight, and what failed and why.
+ */
+import type { Queryable } from "../sql/queryable";
+import { readControl } from "../sql/control";
+import { errorGroups, queueCounts, runningPrompts, runStats, type ErrorGroup, type QueueCounts, type RunningPrompt } from "../sql/ops";
+import { describeWindow, isWindowOpen, nextWindowChange, type WindowSpec } from "../window";
+import { currentOrNextNight, formatDuration, lastClosedNight, recentNights, toLocalInstant, type LocalInstant, type Night } from "./nights";
+import { summariseNight, type NightSummary } from "./report";
+import { count, errorLines, nightLines, seconds } from "./text";
+
+// A week smooths out one odd night without hiding a change of model.
+const ESTIMATE_NIGHTS = 7;
+
+export interface Status {
+  now: LocalInstant;
+  window: {
+    /** "01:00–06:00 America/Mexico_City". */
+    spec: string;
+    timeZone: string;
+    /** The schedule alone: is it inside the window now? */
+    inWindow: boolean;
+    /** What the worker obeys: inside the window or forced open, and not paused. */
+    queueOpen: boolean;
+    paused: boolean;
+    forcedOpenUntil: LocalInstant | null;
+    nextOpening: LocalInstant | null;
+    nextClosing: LocalInstant | null;
+  };
+  queue: QueueCounts & { running: RunningPrompt[] };
+  lastNight: NightSummary;
+  tonight: {
+    night: string;
+    pending: number;
+    /** Time left in the window tonight: all of it, or what remains if it is open now. */
+    availableSeconds: number;
+    /** Median tiempo_ejecucion of the 'listo' runs of the recent nights. */
+    medianSeconds: number | null;
+    nightsUsed: number;
+    neededSeconds: number | null;
+    fits: boolean | null;
+  };
+  /** Rows now in 'error', grouped by message. */
+  errors: ErrorGroup[];
+}
+
+/** Reads everything the status screen shows, as of `now`. */
+export async function readStatus(db: Queryable, window: WindowSpec, now = new Date()): Promise<Status> {
+  const control = await readControl(db);
+  const forced = control.openUntil !== null && control.openUntil > now;
+  const inWindow = isWindowOpen(now, window);
+  const next = nextWindowChange(now, window);
+  const after = next ? nextWindowChange(next.at, window) : null;
+  const opening = next?.opens ? next.at : after?.at ?? null;
+  const closing = next && !next.opens ? next.at : after?.at ?? null;
+
+  const counts = await queueCounts(db);
+  const running = await runningPrompts(db);
+  const lastNight = await summariseNight(db, lastClosedNight(now, window), window);
+
+  const recent = recentNights(now, window, ESTIMATE_NIGHTS);
+  const recentStats = await runStats(db, recent);
+  const tonight: Night = currentOrNextNight(now, window);
+  const availableSeconds = (tonight.closesAt.getTime() - Math.max(now.getTime(), tonight.opensAt.getTime())) / 1000;
+  const neededSeconds = recentStats.medianSeconds === null ? null : counts.pendiente * recentStats.medianSeconds;
+
+  return {
+    now: toLocalInstant(now, window.timeZone),
+    window: {
+      spec: describeWindow(window),
+      timeZone: window.timeZone,
+      inWindow,
+      queueOpen: !control.paused && (inWindow || forced),
+      paused: control.paused,
+      forcedOpenUntil: forced ? toLocalInstant(control.openUntil!, window.timeZone) : null,
+      nextOpening: opening ? toLocalInstant(opening, window.timeZone) : null,
+      nextClosing: closing ? toLocalInstant(closing, window.timeZone) : null,
+    },
+    queue: { ...counts, running },
+    lastNight,
+    tonight: {
+      night: tonight.date,
+      pending: counts.pendiente,
+      availableSeconds,
+      medianSeconds: recentStats.medianSeconds,
+      nightsUsed: recent.length,
+      neededSeconds,
+      fits: neededSeconds === null ? null : neededSeconds <= availableSeconds,
+    },
+    errors: await errorGroups(db, null),
+  };
+}
+
+function block(label: string, lines: string[]): string {
+  return lines.map((line, i) => `${(i === 0 ? label : "").padEnd(12)}${line}`).join("\n");
+}
+
+/** The status screen as text, for a terminal. */
+export function renderStatus(s: Status): string {
+  const w = s.window;
+  const state = w.paused
+    ? "PAUSED (nothing starts until `fila-llm resume`)"
+    : w.forcedOpenUntil
+      ? `FORCED OPEN until ${w.forcedOpenUntil.local}`
+      : w.inWindow
+        ? "open"
+        : "closed";
+  const when = (label: string, t: LocalInstant | null) =>
+    t ? `${label} ${t.local} (in ${formatDuration((Date.parse(t.at) - Date.parse(s.now.at)) / 1000)})` : `${label} never`;
+  const q = s.queue;
+  const t = s.tonight;
+  const tonightLine =
+    t.pending === 0
+      ? "nothing pending"
+      : t.fits === null
+        ? `${count(t.pending)} pendiente; no 'listo' run in the last ${t.nightsUsed} nights to estimate from`
+        : `${count(t.pending)} pendiente × median ${seconds(t.medianSeconds)} (last ${t.nightsUsed} nights) ≈ ` +
+          `${formatDuration(t.neededSeconds!)} of ${formatDuration(t.availableSeconds)} left in the window: ` +
+          (t.fits ? "fits" : `does NOT fit (about ${Math.ceil(t.neededSeconds! / t.availableSeconds)} nights)`);
+  return [
+    `fila-llm status at ${s.now.local} ${w.timeZone}`,
+    "",
+    block("Window", [
+      `${w.spec}: ${state}${w.paused || w.forcedOpenUntil ? ` (schedule: ${w.inWindow ? "open" : "closed"})` : ""}`,
+      `${when("opens", w.nextOpening)} · ${when("closes", w.nextClosing)}`,
+    ]),
+    block("Queue", [
+      `pendiente ${count(q.pendiente)} · listo ${count(q.listo)} · error ${count(q.error)}`,
+      `oldest pendiente waiting ${q.oldestPendingSeconds === null ? "–" : formatDuration(q.oldestPendingSeconds)}`,
+      q.running.length === 0
+        ? "running now: nothing"
+        : `running now: ${q.running.map((r) => `prompt ${r.promptId} for ${formatDuration(r.seconds)}`).join(", ")}`,
+    ]),
+    block("Last night", [`${s.lastNight.night} (${s.lastNight.opensAt.local} – ${s.lastNight.closesAt.local})`, ...nightLines(s.lastNight)]),
+    block("Tonight", [`${t.night}: ${tonightLine}`]),
+    block("Errors", errorLines(s.errors)),
+  ].join("\n");
+}

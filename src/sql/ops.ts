@@ -1,0 +1,265 @@
+/**
+ * The operators' queries, each written once and shared by the CLI, the
+ * window_gate task and the tests: what status and report read, and the
+ * steering calls, each of which is a SQL function of
+ * migrations/0007_operator_functions.sql (SQL users get the same powers).
+ *
+ * Local time: fecha_in and fecha_out are TIMESTAMP WITHOUT TIME ZONE, written
+ * by now() in the writer's session TimeZone. Every query here reads them as
+ * instants with `AT TIME ZONE current_setting('TimeZone')`, so it assumes this
+ * session has the writers' TimeZone; the worker and the CLI both use the
+ * database's default (set one with ALTER DATABASE … SET timezone). Windows
+ * and nights come in as instants (timestamptz), computed in WINDOW_TZ by
+ * src/ops/nights.ts.
+ */
+import type { Queryable } from "./queryable";
+
+/** A span of time [opensAt, closesAt): a night, or the queue's current open period. */
+export interface Span {
+  opensAt: Date;
+  closesAt: Date;
+}
+
+// Finished rows, with fecha_out as an instant. Rows that were retried (back
+// to 'pendiente') keep an old fecha_out but are not finished, so they are out.
+// A legacy row without fecha_out is in no span (its finished_at is NULL).
+const RUNS = `
+  SELECT a.id, a.estatus, a.tokens_in, a.tokens_out,
+         coalesce(a.tiempo_ejecucion, 0)::float8 AS seconds,
+         a.fecha_out AT TIME ZONE current_setting('TimeZone') AS finished_at
+    FROM fila_llm_anahuac a
+   WHERE a.estatus IN ('listo', 'error')`;
+
+// A run belongs to a span if it overlaps it (see src/ops/nights.ts). $1 and
+// $2 are the spans' openings and closings as two arrays.
+const IN_SPANS = `
+  EXISTS (SELECT 1 FROM unnest($1::timestamptz[], $2::timestamptz[]) AS w(opens_at, closes_at)
+           WHERE r.finished_at >= w.opens_at
+             AND r.finished_at - make_interval(secs => r.seconds) < w.closes_at)`;
+
+function spanParams(spans: Span[]): [Date[], Date[]] {
+  return [spans.map((s) => s.opensAt), spans.map((s) => s.closesAt)];
+}
+
+export interface RunStats {
+  listo: number;
+  errors: number;
+  tokensIn: number;
+  tokensOut: number;
+  /** Sum of tiempo_ejecucion over 'listo' and 'error' runs: the time the LLM was busy. */
+  busySeconds: number;
+  /** Sum of tiempo_ejecucion over 'listo' runs only. */
+  listoSeconds: number;
+  /** tiempo_ejecucion of the 'listo' runs (errors include timeouts, which would skew it). */
+  medianSeconds: number | null;
+  p95Seconds: number | null;
+  maxSeconds: number | null;
+}
+
+/** Counts, tokens and times of the runs that overlap any of these spans. */
+export async function runStats(db: Queryable, spans: Span[]): Promise<RunStats> {
+  const { rows } = await db.query(
+    `SELECT count(*) FILTER (WHERE estatus = 'listo')::int AS listo,
+            count(*) FILTER (WHERE estatus = 'error')::int AS errors,
+            coalesce(sum(tokens_in), 0)::float8 AS tokens_in,
+            coalesce(sum(tokens_out), 0)::float8 AS tokens_out,
+            coalesce(sum(seconds), 0)::float8 AS busy_seconds,
+            coalesce(sum(seconds) FILTER (WHERE estatus = 'listo'), 0)::float8 AS listo_seconds,
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE estatus = 'listo') AS median,
+            percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE estatus = 'listo') AS p95,
+            max(seconds) FILTER (WHERE estatus = 'listo') AS max
+       FROM (${RUNS}) r
+      WHERE ${IN_SPANS}`,
+    spanParams(spans),
+  );
+  const r = rows[0];
+  return {
+    listo: r.listo,
+    errors: r.errors,
+    tokensIn: r.tokens_in,
+    tokensOut: r.tokens_out,
+    busySeconds: r.busy_seconds,
+    listoSeconds: r.listo_seconds,
+    medianSeconds: r.median,
+    p95Seconds: r.p95,
+    maxSeconds: r.max,
+  };
+}
+
+export interface PromptRun {
+  id: number;
+  estatus: "listo" | "error";
+  seconds: number;
+  startedAt: Date;
+  finishedAt: Date;
+  tokensIn: number | null;
+  tokensOut: number | null;
+  errorMessage: string | null;
+}
+
+/** Every run of one span, in the order they finished: the report's timeline. */
+export async function runsIn(db: Queryable, span: Span): Promise<PromptRun[]> {
+  const { rows } = await db.query(
+    `SELECT r.id, r.estatus, r.seconds, r.finished_at, r.tokens_in, r.tokens_out, o.error_message
+       FROM (${RUNS}) r LEFT JOIN fila_llm_outcome o ON o.prompt_id = r.id
+      WHERE ${IN_SPANS}
+      ORDER BY r.finished_at, r.id`,
+    spanParams([span]),
+  );
+  return rows.map((r) => ({
+    id: r.id,
+    estatus: r.estatus,
+    seconds: r.seconds,
+    startedAt: new Date(r.finished_at.getTime() - r.seconds * 1000),
+    finishedAt: r.finished_at,
+    tokensIn: r.tokens_in,
+    tokensOut: r.tokens_out,
+    errorMessage: r.error_message,
+  }));
+}
+
+export interface ErrorGroup {
+  message: string;
+  count: number;
+  /** The first few ids, lowest first. */
+  exampleIds: number[];
+}
+
+// Enough to act on; `SELECT … WHERE estatus = 'error'` gives the rest.
+const EXAMPLE_IDS = 5;
+
+/**
+ * Rows now in 'error', grouped by their message in fila_llm_outcome, most
+ * frequent first; only those of these spans if given.
+ */
+export async function errorGroups(db: Queryable, spans: Span[] | null, limit = 10): Promise<ErrorGroup[]> {
+  const [opens, closes] = spans === null ? [null, null] : spanParams(spans);
+  const { rows } = await db.query(
+    `SELECT coalesce(o.error_message, '(no message recorded)') AS message, count(*)::int AS count,
+            (array_agg(r.id ORDER BY r.id))[1:${EXAMPLE_IDS}] AS example_ids
+       FROM (${RUNS}) r
+       LEFT JOIN fila_llm_outcome o ON o.prompt_id = r.id
+      WHERE r.estatus = 'error' AND ($1::timestamptz[] IS NULL OR ${IN_SPANS})
+      GROUP BY 1
+      ORDER BY count(*) DESC, 1
+      LIMIT $3`,
+    [opens, closes, limit],
+  );
+  return rows.map((r) => ({ message: r.message, count: r.count, exampleIds: r.example_ids }));
+}
+
+export interface QueueCounts {
+  pendiente: number;
+  listo: number;
+  error: number;
+  /** Age of the oldest 'pendiente' row (by fecha_in), by the database's clock. */
+  oldestPendingSeconds: number | null;
+}
+
+/** Rows by estatus, and how long the oldest pending one has waited. One scan. */
+export async function queueCounts(db: Queryable): Promise<QueueCounts> {
+  const { rows } = await db.query(
+    `SELECT count(*) FILTER (WHERE estatus = 'pendiente')::int AS pendiente,
+            count(*) FILTER (WHERE estatus = 'listo')::int AS listo,
+            count(*) FILTER (WHERE estatus = 'error')::int AS error,
+            extract(epoch FROM now() - (min(fecha_in) FILTER (WHERE estatus = 'pendiente')
+                                        AT TIME ZONE current_setting('TimeZone')))::float8 AS oldest_pending_seconds
+       FROM fila_llm_anahuac`,
+  );
+  const r = rows[0];
+  return { pendiente: r.pendiente, listo: r.listo, error: r.error, oldestPendingSeconds: r.oldest_pending_seconds };
+}
+
+export interface RunningPrompt {
+  promptId: number;
+  /** Since its job was locked, by the database's clock. */
+  seconds: number;
+  lockedBy: string;
+}
+
+/** The prompts whose jobs are locked right now: the one being processed. */
+export async function runningPrompts(db: Queryable): Promise<RunningPrompt[]> {
+  const { rows } = await db.query(
+    `SELECT prompt_id, extract(epoch FROM now() - locked_at)::float8 AS seconds, locked_by
+       FROM fila_llm_jobs WHERE locked_at IS NOT NULL ORDER BY locked_at`,
+  );
+  return rows.map((r) => ({ promptId: r.prompt_id, seconds: r.seconds, lockedBy: r.locked_by }));
+}
+
+/** The estatus of one row, or null if there is no such row (for the CLI's messages). */
+export async function promptEstatus(db: Queryable, id: number): Promise<string | null> {
+  const { rows } = await db.query("SELECT estatus FROM fila_llm_anahuac WHERE id = $1", [id]);
+  return rows[0]?.estatus ?? null;
+}
+
+// --- The queue's open periods, for window_gate's progress and summary lines.
+
+export interface OpenPeriod {
+  /** The state window_gate last recorded (null before its first run). */
+  open: boolean | null;
+  /** When it last changed, by the database's clock. */
+  since: Date | null;
+}
+
+export async function readOpenPeriod(db: Queryable): Promise<OpenPeriod> {
+  const { rows } = await db.query("SELECT window_open, window_changed_at FROM fila_llm_control");
+  return { open: rows[0]?.window_open ?? null, since: rows[0]?.window_changed_at ?? null };
+}
+
+/**
+ * Claims the next progress line: true for exactly one caller (across all
+ * processes) once the queue has been open `everyMinutes` since it opened or
+ * since the last line. Returns the opening instant when claimed.
+ */
+export async function claimProgressLine(db: Queryable, everyMinutes: number): Promise<Date | null> {
+  const { rows } = await db.query(
+    `UPDATE fila_llm_control SET progress_logged_at = now()
+      WHERE window_open
+        AND greatest(progress_logged_at, window_changed_at) <= now() - make_interval(mins => $1)
+      RETURNING window_changed_at`,
+    [everyMinutes],
+  );
+  return rows[0]?.window_changed_at ?? null;
+}
+
+/** The database's clock: spans measured against fecha_out must end on it. */
+export async function databaseNow(db: Queryable): Promise<Date> {
+  const { rows } = await db.query("SELECT now() AS now");
+  return rows[0].now;
+}
+
+// --- Steering: each is one SQL function of migrations/0007.
+
+/** fila_llm_retry: one 'error' row back to 'pendiente'; false if it was not in 'error'. */
+export async function retryPrompt(db: Queryable, id: number): Promise<boolean> {
+  const { rows } = await db.query("SELECT fila_llm_retry($1) AS ok", [id]);
+  return rows[0].ok;
+}
+
+/** fila_llm_retry_errors: every 'error' row (or those failed since `since`) back; returns how many. */
+export async function retryErrors(db: Queryable, since: Date | null): Promise<number> {
+  const { rows } = await db.query("SELECT fila_llm_retry_errors($1) AS n", [since]);
+  return rows[0].n;
+}
+
+/** fila_llm_pause. */
+export async function pauseQueue(db: Queryable): Promise<void> {
+  await db.query("SELECT fila_llm_pause()");
+}
+
+/** fila_llm_resume: unpaused, and any open-now ended. */
+export async function resumeQueue(db: Queryable): Promise<void> {
+  await db.query("SELECT fila_llm_resume()");
+}
+
+/** fila_llm_open_now: open outside the window for this long; returns until when. */
+export async function openQueueNow(db: Queryable, seconds: number): Promise<Date> {
+  const { rows } = await db.query("SELECT fila_llm_open_now(make_interval(secs => $1)) AS until", [seconds]);
+  return rows[0].until;
+}
+
+/** fila_llm_cancel: a 'pendiente' row to 'error' ("cancelled by operator"), its job removed. */
+export async function cancelPrompt(db: Queryable, id: number): Promise<boolean> {
+  const { rows } = await db.query("SELECT fila_llm_cancel($1) AS ok", [id]);
+  return rows[0].ok;
+}

@@ -1,0 +1,205 @@
+/**
+ * The status screen, on seeded rows and nights. The window is 01:00–06:00 in
+ * America/Mexico_City (UTC−6, no daylight saving): night 2026-11-27 runs
+ * from 07:00Z to 12:00Z. "Now" is 2026-11-27 09:00 there (15:00Z).
+ */
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, test } from "node:test";
+import { Pool } from "pg";
+import { parseConfig } from "../src/config";
+import { readStatus, renderStatus } from "../src/ops/status";
+import { createTestDatabase, type TestDatabase } from "./support/db";
+import { cliEnv, runCli, seedRun } from "./support/ops";
+
+const window = parseConfig({ WINDOW_START: "01:00", WINDOW_END: "06:00", WINDOW_TZ: "America/Mexico_City" }).window;
+const NOW = new Date("2026-11-27T15:00:00Z");
+
+let db: TestDatabase;
+
+before(async () => {
+  db = await createTestDatabase();
+});
+after(async () => {
+  await db.drop();
+});
+beforeEach(async () => {
+  await db.pool.query(
+    `DELETE FROM graphile_worker._private_jobs; DELETE FROM fila_llm_anahuac; DELETE FROM fila_llm_outcome;
+     UPDATE fila_llm_control SET paused = false, open_until = NULL`,
+  );
+});
+
+/** Last night's runs, one from the night before, one in the daytime, and three pending rows. */
+async function seedNights() {
+  const listo = async (finishedAt: string, seconds: number, tokensOut: number) =>
+    seedRun(db.pool, { estatus: "listo", finishedAt, seconds, tokensIn: 10, tokensOut });
+  await listo("2026-11-27T07:05:00Z", 10, 100);
+  await listo("2026-11-27T08:00:00Z", 20, 200);
+  await listo("2026-11-27T09:00:00Z", 30, 300);
+  await listo("2026-11-27T10:00:00Z", 40, 400);
+  // Started at 05:58:20 local and ran across the closing: it is last night's.
+  await listo("2026-11-27T12:00:00Z", 100, 1000);
+  const timeout = await seedRun(db.pool, { estatus: "error", finishedAt: "2026-11-27T08:30:00Z", seconds: 5, message: "HTTP 500" });
+  const timeout2 = await seedRun(db.pool, { estatus: "error", finishedAt: "2026-11-27T08:40:00Z", seconds: 5, message: "HTTP 500" });
+  const empty = await seedRun(db.pool, { estatus: "error", finishedAt: "2026-11-26T08:00:00Z", seconds: 0, message: "the prompt is empty" });
+  // An error the old system left, with no message and no fecha_out.
+  const legacy = await seedRun(db.pool, { estatus: "error" });
+  // The night before (30 s), and an open-now run in the daytime (500 s): neither is last night's.
+  await listo("2026-11-26T09:00:00Z", 30, 300);
+  await listo("2026-11-27T13:00:00Z", 500, 5000);
+  const pending = [];
+  for (let i = 0; i < 3; i++) {
+    pending.push(await seedRun(db.pool, { estatus: "pendiente", insertedAt: new Date(Date.now() - 2 * 3600_000).toISOString() }));
+  }
+  return { timeout, timeout2, empty, legacy, pending };
+}
+
+describe("status", () => {
+  test("last night counts the runs that overlap 01:00–06:00 local, with median, p95, max, tokens per second and busy fraction", async () => {
+    await seedNights();
+    const s = await readStatus(db.pool, window, NOW);
+    const n = s.lastNight;
+    assert.equal(n.night, "2026-11-27");
+    assert.equal(n.opensAt.local, "2026-11-27 01:00");
+    assert.equal(n.opensAt.at, "2026-11-27T07:00:00.000Z");
+    assert.equal(n.closesAt.at, "2026-11-27T12:00:00.000Z");
+    assert.equal(n.listo, 5);
+    assert.equal(n.errors, 2);
+    assert.equal(n.tokensIn, 50);
+    assert.equal(n.tokensOut, 2000);
+    assert.equal(n.medianSeconds, 30);
+    assert.equal(Math.round(n.p95Seconds! * 1000) / 1000, 88); // 40 + 0.8 × (100 − 40)
+    assert.equal(n.maxSeconds, 100);
+    assert.equal(n.tokensPerSecond, 10); // 2000 tokens out / 200 s of listo time
+    assert.equal(n.busySeconds, 210);
+    assert.equal(Math.round(n.busyFraction * 1e6), Math.round((210 / 18000) * 1e6));
+  });
+
+  test("the queue shows rows by estatus, the oldest pending row's age and the prompt being processed now", async () => {
+    const { pending } = await seedNights();
+    await db.pool.query(
+      `UPDATE graphile_worker._private_jobs SET locked_at = now() - interval '42 seconds', locked_by = 'worker-test'
+        WHERE key = fila_llm_job_key($1)`,
+      [pending[0]],
+    );
+    const s = await readStatus(db.pool, window, NOW);
+    assert.equal(s.queue.pendiente, 3);
+    assert.equal(s.queue.listo, 7);
+    assert.equal(s.queue.error, 4);
+    assert.ok(Math.abs(s.queue.oldestPendingSeconds! - 7200) < 60, `oldest: ${s.queue.oldestPendingSeconds}`);
+    assert.equal(s.queue.running.length, 1);
+    assert.equal(s.queue.running[0].promptId, pending[0]);
+    assert.ok(s.queue.running[0].seconds >= 42 && s.queue.running[0].seconds < 60);
+    assert.match(renderStatus(s), new RegExp(`running now: prompt ${pending[0]} for 4\\d s`));
+  });
+
+  test("the window shows open or closed, the next opening and closing in local time, and pause or forced opening", async () => {
+    let s = await readStatus(db.pool, window, NOW);
+    assert.equal(s.window.inWindow, false);
+    assert.equal(s.window.queueOpen, false);
+    assert.equal(s.window.nextOpening!.local, "2026-11-28 01:00");
+    assert.equal(s.window.nextClosing!.local, "2026-11-28 06:00");
+    const text = renderStatus(s);
+    assert.match(text, /^Window +01:00–06:00 America\/Mexico_City: closed$/m);
+    assert.match(text, /opens 2026-11-28 01:00 \(in 16 h 00 min\) · closes 2026-11-28 06:00 \(in 21 h 00 min\)/);
+
+    s = await readStatus(db.pool, window, new Date("2026-11-27T08:00:00Z"));
+    assert.equal(s.window.inWindow, true);
+    assert.equal(s.window.nextClosing!.local, "2026-11-27 06:00");
+    assert.equal(s.window.nextOpening!.local, "2026-11-28 01:00");
+
+    await db.pool.query("SELECT fila_llm_pause()");
+    s = await readStatus(db.pool, window, new Date("2026-11-27T08:00:00Z"));
+    assert.equal(s.window.paused, true);
+    assert.equal(s.window.queueOpen, false);
+    assert.match(renderStatus(s), /PAUSED/);
+
+    // open_until is set by the database's clock, so this part reads the status as of now.
+    await db.pool.query("SELECT fila_llm_resume(); SELECT fila_llm_open_now(interval '2 hours')");
+    s = await readStatus(db.pool, window, new Date());
+    assert.equal(s.window.queueOpen, true);
+    assert.ok(s.window.forcedOpenUntil, "forced open");
+    assert.match(renderStatus(s), /FORCED OPEN until \d{4}-\d{2}-\d{2} \d{2}:\d{2}/);
+  });
+
+  test("tonight: the pending rows fit when pending × the recent nights' median time is within the window", async () => {
+    await seedNights();
+    let s = await readStatus(db.pool, window, NOW);
+    // Listo runs of the last 7 nights: 10, 20, 30, 30, 40, 100 (the daytime one is in no night).
+    assert.equal(s.tonight.medianSeconds, 30);
+    assert.equal(s.tonight.night, "2026-11-28");
+    assert.equal(s.tonight.availableSeconds, 5 * 3600);
+    assert.equal(s.tonight.neededSeconds, 90);
+    assert.equal(s.tonight.fits, true);
+    assert.match(renderStatus(s), /3 pendiente × median 30\.0 s \(last 7 nights\) ≈ 1 min of 5 h 00 min left in the window: fits/);
+
+    await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'más ' || g FROM generate_series(1, 600) g");
+    s = await readStatus(db.pool, window, NOW);
+    assert.equal(s.tonight.neededSeconds, 603 * 30);
+    assert.equal(s.tonight.fits, false);
+    assert.match(renderStatus(s), /does NOT fit \(about 2 nights\)/);
+
+    // Inside the window, only what is left of it counts.
+    s = await readStatus(db.pool, window, new Date("2026-11-28T11:00:00Z"));
+    assert.equal(s.tonight.night, "2026-11-28");
+    assert.equal(s.tonight.availableSeconds, 3600);
+  });
+
+  test("with nothing finished recently, tonight's estimate says so instead of guessing", async () => {
+    await seedRun(db.pool, { estatus: "pendiente" });
+    const s = await readStatus(db.pool, window, NOW);
+    assert.equal(s.tonight.fits, null);
+    assert.match(renderStatus(s), /no 'listo' run in the last 7 nights to estimate from/);
+  });
+
+  test("errors are grouped by message with counts and example ids; a row without a message is shown as such", async () => {
+    const { timeout, timeout2, empty, legacy } = await seedNights();
+    const s = await readStatus(db.pool, window, NOW);
+    assert.deepEqual(s.errors, [
+      { message: "HTTP 500", count: 2, exampleIds: [timeout, timeout2] },
+      { message: "(no message recorded)", count: 1, exampleIds: [legacy] },
+      { message: "the prompt is empty", count: 1, exampleIds: [empty] },
+    ]);
+    assert.match(renderStatus(s), new RegExp(`2 × "HTTP 500"  ids ${timeout}, ${timeout2}`));
+  });
+
+  test("fecha_out is read in the session's TimeZone: rows written by now() in America/Mexico_City land in the right night", async () => {
+    // A session whose TimeZone is the zone's, as a legacy writer's might be.
+    const local = new Pool({ connectionString: db.url, max: 1, options: "-c TimeZone=America/Mexico_City" });
+    try {
+      await local.query(
+        `INSERT INTO fila_llm_anahuac (prompt, fecha_out, estatus, tiempo_ejecucion, tokens_out)
+         VALUES ('escrita a la 01:30 local', '2026-11-27 01:30', 'listo', 12, 5)`,
+      );
+      assert.equal((await readStatus(local, window, NOW)).lastNight.listo, 1);
+      // Read by a UTC session, the same wall-clock text would be 19:30 the day before.
+      const utc = new Pool({ connectionString: db.url, max: 1, options: "-c TimeZone=UTC" });
+      try {
+        assert.equal((await readStatus(utc, window, NOW)).lastNight.listo, 0);
+      } finally {
+        await utc.end();
+      }
+    } finally {
+      await local.end();
+    }
+  });
+
+  test("`fila-llm status` and `status --json` print the screen with the worker's settings", async () => {
+    await seedNights();
+    const env = cliEnv(db.url);
+    const json = await runCli(["status", "--json"], env);
+    assert.equal(json.code, 0, json.stderr);
+    const parsed = JSON.parse(json.stdout);
+    assert.equal(parsed.queue.pendiente, 3);
+    assert.equal(parsed.window.spec, "01:00–06:00 America/Mexico_City");
+    assert.equal(parsed.errors[0].message, "HTTP 500");
+
+    const text = await runCli(["status"], env);
+    assert.equal(text.code, 0, text.stderr);
+    for (const label of ["Window", "Queue", "Last night", "Tonight", "Errors"]) assert.match(text.stdout, new RegExp(`^${label} `, "m"));
+    assert.match(text.stdout, /pendiente 3 · listo 7 · error 4/);
+
+    const bad = await runCli(["status", "--colour"], env);
+    assert.equal(bad.code, 64);
+  });
+});
