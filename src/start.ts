@@ -7,8 +7,9 @@ import { describeConfig, redactUrl, type Config } from "./config";
 import { createPool, EMBEDDED_DATA_DIR, EMBEDDED_PORT, startEmbeddedPostgres, type EmbeddedPostgres } from "./db";
 import { logger } from "./log";
 import { migrate } from "./migrate";
+import { retryWhileDatabaseAway } from "./session";
 import { describeWindow } from "./window";
-import { startWorker } from "./worker";
+import { startWorker, type WorkerHandle } from "./worker";
 
 const log = logger("fila-llm");
 
@@ -51,27 +52,83 @@ export async function runMigrations(config: Config): Promise<void> {
   }
 }
 
+// Beyond SHUTDOWN_GRACE_SECONDS, a stop may take this long to put the
+// interrupted prompt back in the queue and close its connections; past it the
+// process exits anyway. ecosystem.config.cjs gives pm2's kill_timeout more.
+const STOP_MARGIN_SECONDS = 5;
+
+/**
+ * Runs the worker until SIGTERM or SIGINT (pm2 stop, restart, reload; Ctrl-C).
+ * The first signal stops taking prompts and gives the one in flight
+ * SHUTDOWN_GRACE_SECONDS to finish; past that it is cancelled and stays
+ * pendiente, with no attempt counted. Then the process exits 0. A second
+ * signal exits at once (1); the prompt in flight then runs again later.
+ */
 export async function runWorker(config: Config): Promise<void> {
-  const db = await openDatabase(config);
+  let worker: WorkerHandle | null = null;
+  let db: Database | null = null;
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) {
+      log.warn(`${signal} again: exiting now; the prompt in flight stays pendiente and runs again after the restart`);
+      process.exit(1);
+    }
+    stopping = true;
+    if (!worker) {
+      log.info(`${signal} before the worker started: exiting`);
+      process.exit(0);
+    }
+    log.info(`${signal}: no new prompt starts; the one in flight has ${config.shutdownGraceSeconds} s to finish`);
+    const deadline = setTimeout(() => {
+      log.error(`still stopping ${config.shutdownGraceSeconds + STOP_MARGIN_SECONDS} s after ${signal}; exiting now, the prompt in flight runs again after the restart`);
+      process.exit(1);
+    }, (config.shutdownGraceSeconds + STOP_MARGIN_SECONDS) * 1000);
+    deadline.unref();
+    worker
+      .stop()
+      .then(() => db?.close())
+      .then(
+        () => {
+          log.info("stopped");
+          process.exit(0);
+        },
+        (error) => {
+          log.error("could not stop cleanly; exiting", { error: (error as Error).message });
+          process.exit(1);
+        },
+      );
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+
+  db = await openDatabase(config);
+  // At boot PostgreSQL may come up after the worker: wait for it rather than
+  // crash, which under pm2 would only turn into a restart loop.
+  const pool = db.pool;
+  await retryWhileDatabaseAway("starting", () => pool.query("SELECT 1"), { log, maxWaitSeconds: Infinity });
   const applied = await migrate(db.pool);
   if (applied.length > 0) log.info(`applied migrations: ${applied.join(", ")}`);
-  const worker = await startWorker(config, db.pool, db.connectionString);
+  worker = await startWorker(config, db.pool, db.connectionString);
   log.info(`worker ready: prompts run one at a time, ${describeWindow(config.window)}`, {
     database: redactUrl(db.connectionString),
     llm: `${config.llm.provider} ${redactUrl(config.llm.baseUrl)} model=${config.llm.model}`,
   });
   log.debug("configuration", describeConfig(config));
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info(`${signal}: no new prompt starts; the one in flight has ${config.shutdownGraceSeconds} s to finish`);
-    await worker.stop();
-    await db.close();
-    log.info("stopped");
-    process.exit(0);
-  };
-  process.on("SIGTERM", () => void shutdown("SIGTERM"));
-  process.on("SIGINT", () => void shutdown("SIGINT"));
+  // graphile-worker's pool only ends by itself after an error it cannot
+  // recover from (it could not mark a job done, say). A process without a
+  // pool would sit idle all night: exit, so that pm2 starts a fresh one; the
+  // reaper frees whatever job the old pool held.
+  worker.runner.promise.then(
+    () => {
+      if (stopping) return;
+      log.error("the worker pool stopped by itself; exiting so that pm2 restarts the worker");
+      process.exit(1);
+    },
+    (error) => {
+      if (stopping) return;
+      log.error("the worker pool failed; exiting so that pm2 restarts the worker", { error: String((error as Error)?.message ?? error) });
+      process.exit(1);
+    },
+  );
 }

@@ -6,6 +6,7 @@ import { EventEmitter } from "node:events";
 import path from "node:path";
 import type { Pool } from "pg";
 import { run, type Runner, type WorkerEvents } from "graphile-worker";
+import enqueuePrompts from "../tasks/enqueue_prompts";
 import processPrompt from "../tasks/process_prompt";
 import windowGate from "../tasks/window_gate";
 import type { Config } from "./config";
@@ -61,7 +62,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
     concurrency: 1,
     noHandleSignals: true,
     pollInterval: config.pollIntervalMs,
-    taskList: { process_prompt: processPrompt, window_gate: windowGate },
+    taskList: { process_prompt: processPrompt, window_gate: windowGate, enqueue_prompts: enqueuePrompts },
     ...(options.crontab !== undefined ? { crontab: options.crontab } : { crontabFile: path.join(projectRoot, "crontab") }),
     forbiddenFlags: gate.forbiddenFlags,
     logger: graphileLogger(),
@@ -71,7 +72,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
 
   const reap = async () => {
     try {
-      const pools = await reapDeadPools(pool);
+      const pools = await reapDeadPools(pool, session.ownPoolIds);
       if (pools.length > 0) log.warn(`freed the jobs of ${pools.length} dead worker pool(s); their prompts run again`, { pools });
     } catch (error) {
       log.debug("reaper could not run", { error: (error as Error).message });

@@ -8,10 +8,12 @@
  * prompt's own (see retry_policy.ts and docs/architecture.md).
  */
 import type { JobHelpers, Task } from "graphile-worker";
+import type { PoolClient } from "pg";
 import { appContext } from "../src/context";
 import { LlmError, type LlmAnswer } from "../src/llm/client";
 import { logger } from "../src/log";
 import { promptRetryDelaySeconds } from "../src/retry_policy";
+import { retryWhileDatabaseAway } from "../src/session";
 import {
   loadPendingPrompt,
   recordFinalFailure,
@@ -31,6 +33,24 @@ declare global {
 
 const log = logger("prompt");
 
+// A database restart takes seconds; an answer that took minutes of GPU time is
+// worth waiting for. Past this, the task gives up and the prompt runs again.
+const DATABASE_WAIT_MAX_SECONDS = 600;
+
+/**
+ * The job's database access, waiting out a database restart: every query here
+ * is safe to repeat (guarded by estatus = 'pendiente', or keyed by job key).
+ * Stops waiting when graphile-worker aborts the job (shutdown grace over).
+ */
+function jobDatabase(helpers: JobHelpers, id: number) {
+  return <T>(what: string, query: (db: PoolClient) => Promise<T>): Promise<T> =>
+    retryWhileDatabaseAway(`${what} for prompt ${id}`, () => helpers.withPgClient(query), {
+      log,
+      maxWaitSeconds: DATABASE_WAIT_MAX_SECONDS,
+      signal: helpers.abortSignal,
+    });
+}
+
 /** The payload, checked: graphile_worker.add_job can be called by hand with anything. */
 function parsePayload(payload: unknown): { id: number; failures: number } | null {
   const p = payload as { id?: unknown; failures?: unknown } | null;
@@ -47,8 +67,9 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
   }
   const { id, failures } = parsed;
   const { config, llm, health, gate, session, tokens } = appContext();
+  const database = jobDatabase(helpers, id);
 
-  const row = await helpers.withPgClient((db) => loadPendingPrompt(db, id));
+  const row = await database("loading the row", (db) => loadPendingPrompt(db, id));
   if (!row) {
     log.info(`prompt ${id} skipped: it is gone or no longer pendiente`, { id, outcome: "skipped" });
     return;
@@ -57,13 +78,13 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     id, message, failures: failuresNow, seconds, startedAt, httpStatus, provider: config.llm.provider, model: config.llm.model,
   });
   if (row.prompt.trim() === "") {
-    await helpers.withPgClient((db) => recordFinalFailure(db, failure("the prompt is empty", failures, 0, null)));
+    await database("recording the error", (db) => recordFinalFailure(db, failure("the prompt is empty", failures, 0, null)));
     log.info(`prompt ${id} error: the prompt is empty`, { id, outcome: "error", seconds: 0, attempt: failures });
     return;
   }
   // The fetch was allowed a moment ago; the window may have closed since.
   if (!(await gate.mayStartPrompt())) {
-    await helpers.withPgClient((db) => requeuePrompt(db, id, failures, helpers.job.run_at));
+    await database("putting it back", (db) => requeuePrompt(db, id, failures, helpers.job.run_at));
     log.debug(`prompt ${id} put back: the queue closed before its request`, { id });
     return;
   }
@@ -76,7 +97,7 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     answer = await llm.generate(row.prompt, cancel.signal);
   } catch (error) {
     const seconds = (performance.now() - startedMs) / 1000;
-    await handleFailure(helpers, id, failures, error, (message, counted, status) =>
+    await handleFailure(helpers, database, id, failures, error, (message, counted, status) =>
       failure(message, counted, seconds, startedAt, status),
     );
     return;
@@ -90,7 +111,7 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
   const respuesta = answer.text.includes("\u0000") ? answer.text.replaceAll("\u0000", "\uFFFD") : answer.text;
   const tokensIn = await tokens.count(row.prompt);
   const tokensOut = await tokens.count(respuesta);
-  const written = await helpers.withPgClient((db) =>
+  const written = await database("writing the answer", (db) =>
     recordSuccess(db, {
       id, respuesta, tokensIn, tokensOut, seconds, failures, startedAt,
       provider: config.llm.provider, model: answer.model,
@@ -107,6 +128,7 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
 /** Decides what an LLM failure means for this prompt, and records it. */
 async function handleFailure(
   helpers: JobHelpers,
+  database: ReturnType<typeof jobDatabase>,
   id: number,
   failures: number,
   error: unknown,
@@ -114,7 +136,7 @@ async function handleFailure(
 ): Promise<void> {
   const { config, llm, health } = appContext();
   const e = error instanceof LlmError ? error : new LlmError("unavailable", String((error as Error)?.message ?? error));
-  const putBack = () => helpers.withPgClient((db) => requeuePrompt(db, id, failures, helpers.job.run_at));
+  const putBack = () => database("putting it back", (db) => requeuePrompt(db, id, failures, helpers.job.run_at));
 
   switch (e.kind) {
     case "aborted":
@@ -127,16 +149,17 @@ async function handleFailure(
       await putBack();
       return;
     case "unavailable":
-      // A 429, or a server that does not even answer its health probe, is an
-      // outage: no prompt pays for it. Otherwise this prompt is the suspect.
-      if (e.httpStatus === 429 || !(await llm.isReachable())) {
+      // A 429, a server that does not even answer its health probe, or one
+      // that fails prompt after prompt, is an outage: no prompt pays for it.
+      // Otherwise this prompt is the suspect.
+      if (e.httpStatus === 429 || !(await llm.isReachable()) || health.isServerWideFailure(id)) {
         health.reportUnavailable(e.message, e.retryAfterSeconds);
         await putBack();
         return;
       }
       break;
     case "prompt":
-      await helpers.withPgClient((db) => recordFinalFailure(db, failure(e.message, failures + 1, e.httpStatus)));
+      await database("recording the error", (db) => recordFinalFailure(db, failure(e.message, failures + 1, e.httpStatus)));
       log.info(`prompt ${id} error`, { id, outcome: "error", reason: e.message, attempt: failures + 1 });
       return;
     case "bad_response":
@@ -146,12 +169,12 @@ async function handleFailure(
   const counted = failures + 1;
   if (counted >= config.llm.maxAttempts) {
     const message = `${e.message} (failed ${counted} times; LLM_MAX_ATTEMPTS=${config.llm.maxAttempts})`;
-    await helpers.withPgClient((db) => recordFinalFailure(db, failure(message, counted, e.httpStatus)));
+    await database("recording the error", (db) => recordFinalFailure(db, failure(message, counted, e.httpStatus)));
     log.info(`prompt ${id} error`, { id, outcome: "error", reason: message, attempt: counted });
     return;
   }
   const delaySeconds = promptRetryDelaySeconds(counted, config.llm.retryDelaySeconds);
-  await helpers.withPgClient(async (db) => {
+  await database("scheduling its retry", async (db) => {
     await recordRetryableFailure(db, failure(e.message, counted, e.httpStatus));
     await requeuePrompt(db, id, counted, new Date(Date.now() + delaySeconds * 1000));
   });

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { createTestDatabase, type TestDatabase } from "./support/db";
+import { FakeLlm } from "./support/llm_server";
+import { eventually, startInProcessWorker, testEnv } from "./support/worker";
 
 let db: TestDatabase;
 before(async () => {
@@ -33,13 +35,39 @@ describe("enqueue trigger", () => {
     assert.equal(all[0].job_queue_id, null, "no named queue: it would stall a poll interval between jobs");
   });
 
-  test("a bulk INSERT of 10,000 rows makes 10,000 jobs whose order is the id order", async () => {
+  test("an INSERT of 1,000 rows gets its 1,000 jobs at once, in id order", async () => {
+    await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'prompt ' || g FROM generate_series(1, 1000) g");
+    const ids = (await jobs()).map((j) => j.prompt_id);
+    assert.deepEqual(ids, Array.from({ length: 1000 }, (_, i) => i + 1));
+  });
+
+  test("a bulk INSERT of 10,000 rows gets one enqueue_prompts job, which the worker turns into 10,000 jobs in id order, ahead of later inserts", async () => {
     await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'prompt ' || g FROM generate_series(1, 10000) g");
-    const all = await jobs();
-    assert.equal(all.length, 10_000);
-    const ids = all.map((j) => j.prompt_id);
-    assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
-    assert.equal(new Set(ids).size, 10_000);
+    await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'second bulk ' || g FROM generate_series(1, 2000) g");
+    await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('a later single insert')");
+    const feed = await db.pool.query(
+      "SELECT payload FROM graphile_worker._private_jobs WHERE key = 'fila_llm_enqueue_prompts'",
+    );
+    assert.deepEqual(feed.rows[0].payload.map((r: { from: number; to: number }) => [r.from, r.to]), [[1, 10000], [10001, 12000]]);
+    assert.deepEqual((await jobs()).map((j) => j.prompt_id), [12001]);
+
+    // The gate stays closed (paused), so the worker only runs enqueue_prompts.
+    await db.pool.query("UPDATE fila_llm_control SET paused = true");
+    const llm = await FakeLlm.start();
+    const worker = await startInProcessWorker(db, testEnv(llm.origin));
+    try {
+      const all = await eventually(async () => {
+        const rows = await jobs();
+        return rows.length === 12_001 ? rows : null;
+      }, 30_000, "12,001 jobs");
+      assert.deepEqual(all.map((j) => j.prompt_id), Array.from({ length: 12_001 }, (_, i) => i + 1));
+      assert.equal(llm.generateRequests.length, 0);
+      assert.ok(worker.logs.some((l) => l.includes("enqueued the prompts of a bulk statement, ids 1–10000")));
+    } finally {
+      await worker.stop();
+      await llm.stop();
+      await db.pool.query("UPDATE fila_llm_control SET paused = false");
+    }
   });
 
   test("rows inserted as listo or error get no job", async () => {

@@ -9,6 +9,12 @@ import { outageBackoffSeconds } from "../retry_policy";
 
 const log = logger("llm");
 
+// A 5xx or a timeout while the server's health probe still answers may be the
+// prompt's fault (it crashes the model) or the server's (it is overloaded,
+// its GPU is gone). When this many different prompts fail that way in a row,
+// with no success between, it is the server: no prompt pays for it.
+const SERVER_FAULT_DISTINCT_PROMPTS = 3;
+
 export type HealthState = "up" | "unavailable" | "misconfigured";
 
 export class LlmHealth {
@@ -16,6 +22,7 @@ export class LlmHealth {
   private consecutiveFailures = 0;
   private blockedUntilMs = 0;
   private downSinceMs = 0;
+  private readonly failingPrompts = new Set<number>();
 
   constructor(
     private readonly maxBackoffSeconds: number,
@@ -36,6 +43,17 @@ export class LlmHealth {
     this.fail("unavailable", reason, retryAfterSeconds);
   }
 
+  /**
+   * A server-side failure (5xx, timeout, cut-off answer) of prompt `promptId`
+   * while the server answers its health probe. True if it is the server's
+   * fault, because several different prompts in a row failed that way; the
+   * caller then reports it with reportUnavailable. False: the prompt is the suspect.
+   */
+  isServerWideFailure(promptId: number): boolean {
+    this.failingPrompts.add(promptId);
+    return this.failingPrompts.size >= SERVER_FAULT_DISTINCT_PROMPTS;
+  }
+
   /** 401/403/404: a retry of the same prompt cannot help; an operator must fix the settings. */
   reportMisconfigured(reason: string): void {
     this.fail("misconfigured", reason, null);
@@ -49,6 +67,7 @@ export class LlmHealth {
     this.state = "up";
     this.consecutiveFailures = 0;
     this.blockedUntilMs = 0;
+    this.failingPrompts.clear();
   }
 
   private fail(state: Exclude<HealthState, "up">, reason: string, retryAfterSeconds: number | null): void {
@@ -58,6 +77,11 @@ export class LlmHealth {
       Math.min(retryAfterSeconds ?? 0, this.maxBackoffSeconds),
     );
     this.blockedUntilMs = this.nowMs() + backoffSeconds * 1000;
+    // Per attempt, so only under LOG_LEVEL=debug: the state-change lines below are the ones operators read.
+    log.debug(`LLM ${state}: no prompt starts for ${backoffSeconds} s (failure ${this.consecutiveFailures} in a row)`, {
+      backoffSeconds,
+      reason,
+    });
     if (this.state === state) return;
     if (this.state === "up") this.downSinceMs = this.nowMs();
     this.state = state;

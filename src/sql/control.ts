@@ -32,6 +32,8 @@ export async function countPending(db: Queryable): Promise<number> {
 /**
  * Re-enqueues 'pendiente' rows that have no live job: none with their key, or
  * only one that graphile-worker gave up on. Nothing may stay silently stuck.
+ * Waits while a bulk statement's jobs are still being added (enqueue_prompts),
+ * whose rows would look orphaned and lose their FIFO place.
  */
 export async function enqueueOrphans(db: Queryable): Promise<number[]> {
   const { rows } = await db.query(
@@ -39,7 +41,10 @@ export async function enqueueOrphans(db: Queryable): Promise<number[]> {
        SELECT a.id FROM fila_llm_anahuac a
         WHERE a.estatus = 'pendiente'
           AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs j
-                           WHERE j.key = fila_llm_job_key(a.id) AND j.attempts < j.max_attempts))
+                           WHERE j.key = fila_llm_job_key(a.id) AND j.attempts < j.max_attempts)
+          AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs j
+                            JOIN graphile_worker._private_tasks t ON t.id = j.task_id
+                           WHERE t.identifier = 'enqueue_prompts' AND j.attempts < j.max_attempts))
      SELECT array_agg(id ORDER BY id) AS ids, fila_llm_enqueue(array_agg(id ORDER BY id)) FROM orphans`,
   );
   return rows[0].ids ?? [];

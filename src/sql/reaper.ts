@@ -10,14 +10,19 @@ import type { Queryable } from "./queryable";
 // covers the instant between its first job lock and that.
 const GRACE_SECONDS = 5;
 
-/** Unlocks jobs locked by pools whose liveness lock is gone; returns those pool ids. */
-export async function reapDeadPools(db: Queryable): Promise<string[]> {
+/**
+ * Unlocks jobs locked by pools whose liveness lock is gone; returns those pool
+ * ids. `ownPoolIds` are the caller's own pools: never reaped, even in the
+ * moment after a database restart before the caller's session re-takes its locks.
+ */
+export async function reapDeadPools(db: Queryable, ownPoolIds: string[] = []): Promise<string[]> {
   const { rows } = await db.query(
     `WITH dead AS (
        SELECT DISTINCT j.locked_by
          FROM graphile_worker._private_jobs j
         WHERE j.locked_by IS NOT NULL
           AND j.locked_at < now() - make_interval(secs => $2)
+          AND j.locked_by <> ALL($3::text[])
           AND NOT EXISTS (
                 SELECT 1 FROM pg_locks l
                  WHERE l.locktype = 'advisory' AND l.granted
@@ -27,7 +32,7 @@ export async function reapDeadPools(db: Queryable): Promise<string[]> {
                    AND l.objsubid = 2))
      SELECT array_agg(locked_by) AS pools, graphile_worker.force_unlock_workers(array_agg(locked_by))
        FROM dead HAVING count(*) > 0`,
-    [LIVENESS_LOCK_CLASS, GRACE_SECONDS],
+    [LIVENESS_LOCK_CLASS, GRACE_SECONDS, ownPoolIds],
   );
   return rows[0]?.pools ?? [];
 }

@@ -17,6 +17,15 @@ export interface RecordedRequest {
   prompt: string | null;
   startedAtMs: number;
   endedAtMs: number | null;
+  /**
+   * The same instants in high resolution (performance.timeOrigin + performance.now(), in ms),
+   * for the bench's gap measurements: the start is taken when the request's headers arrive,
+   * before its body is read; the end when the answer has been handed to the socket.
+   */
+  startedAtHr: number;
+  endedAtHr: number | null;
+  /** For a `streamBytes` reply: how many body bytes were written before it ended or the client left. */
+  bytesStreamed?: number;
 }
 
 /** What to do with one generate request. Anything left out gets the normal answer. */
@@ -34,6 +43,12 @@ export interface Reply {
   cutOff?: boolean;
   /** Destroy the socket without answering. */
   hangUp?: boolean;
+  /**
+   * Stream a 200 body of this many bytes, chunked without Content-Length, the
+   * way a runaway generation arrives: an answer that opens and never closes.
+   * Written as the client reads, so it costs no memory; stops if the client leaves.
+   */
+  streamBytes?: number;
 }
 
 export type Behaviour = (req: RecordedRequest) => Reply | Promise<Reply>;
@@ -123,6 +138,7 @@ export class FakeLlm {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const startedAtHr = hrNow();
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const raw = Buffer.concat(chunks).toString("utf8");
@@ -142,9 +158,12 @@ export class FakeLlm {
       prompt: null,
       startedAtMs: Date.now(),
       endedAtMs: null,
+      startedAtHr,
+      endedAtHr: null,
     };
     this.requests.push(record);
     const done = () => {
+      record.endedAtHr = hrNow();
       record.endedAtMs = Date.now();
       const waiters = this.waiters;
       this.waiters = [];
@@ -206,6 +225,7 @@ export class FakeLlm {
       req.socket.destroy();
       return done();
     }
+    if (reply.streamBytes !== undefined) return streamBody(req, res, record, reply.streamBytes, done);
     const text = reply.text ?? defaultAnswer(record.prompt ?? "");
     const status = reply.status ?? 200;
     let payload: string | Buffer;
@@ -234,6 +254,36 @@ export class FakeLlm {
     }
     res.end(buffer, done);
   }
+}
+
+/** Wall-clock milliseconds with sub-millisecond resolution. */
+export function hrNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+// 64 KiB: the size of a socket write Node handles without copying it around.
+const STREAM_CHUNK = Buffer.alloc(64 * 1024, "a");
+
+function streamBody(req: http.IncomingMessage, res: http.ServerResponse, record: RecordedRequest, total: number, done: () => void): void {
+  res.writeHead(200, { "content-type": "application/json; charset=utf-8" });
+  const head = Buffer.from('{"model":"test-model","response":"');
+  record.bytesStreamed = 0;
+  let finished = false;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    done();
+  };
+  const pump = () => {
+    while (!finished && record.bytesStreamed! < total) {
+      const piece = record.bytesStreamed === 0 ? head : STREAM_CHUNK.subarray(0, Math.min(STREAM_CHUNK.length, total - record.bytesStreamed!));
+      record.bytesStreamed! += piece.length;
+      if (!res.write(piece)) return void res.once("drain", pump);
+    }
+    if (!finished) res.end(finish);
+  };
+  req.socket.once("close", finish);
+  pump();
 }
 
 function json(res: http.ServerResponse, status: number, body: unknown, done: () => void): void {

@@ -1,0 +1,82 @@
+/**
+ * `npm run bench`: every benchmark of issue 3, one section after another, against a real
+ * PostgreSQL (the tests' server: TEST_DATABASE_URL or 127.0.0.1:5432) and the tests' LLM server
+ * on loopback. Prints the machine, one table per section, and the targets met or not.
+ *
+ *   npm run bench                    everything, under 5 minutes on a 2-core machine
+ *   npm run bench -- --full          the memory section over 100,000 prompts (several minutes more)
+ *   npm run bench -- --only=queue    one section: queue, enqueue, tokens, memory, latency
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { serverUrl } from "../test/support/db";
+import { referenceCount } from "../test/support/tiktoken";
+import { printChecks, type Check } from "./checks";
+import { benchEnqueue } from "./enqueue";
+import { benchLatency } from "./latency";
+import { benchMemory } from "./memory";
+import { benchQueue } from "./queue";
+import { ANSWER_300_TOKENS, hrNow } from "./support";
+import { benchTokens } from "./tokens";
+
+const SECTIONS = ["queue", "enqueue", "tokens", "memory", "latency"] as const;
+
+function describeMachine(databaseUrl: string): string[] {
+  const cpu = /^model name\s*:\s*(.+)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown CPU";
+  let postgres = "unknown";
+  try {
+    const u = new URL(databaseUrl);
+    postgres = execFileSync("psql", [databaseUrl, "-Atc", "SHOW server_version"], { encoding: "utf8" }).trim() + ` at ${u.host}`;
+  } catch {
+    // psql may be missing; the version is then left out.
+  }
+  return [
+    `machine: ${os.cpus().length} cores, ${cpu}, ${(os.totalmem() / 1024 ** 3).toFixed(1)} GB RAM, ${os.type()} ${os.release()}`,
+    `node ${process.version}, PostgreSQL ${postgres}, graphile-worker ${require("graphile-worker/package.json").version}`,
+    `load average at start: ${os.loadavg().map((x) => x.toFixed(2)).join(" ")}`,
+    `LLM answer: ${referenceCount(ANSWER_300_TOKENS)} cl100k_base tokens, ${ANSWER_300_TOKENS.length} characters`,
+  ];
+}
+
+async function main(argv: string[]): Promise<void> {
+  const full = argv.includes("--full");
+  const only = argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
+  if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
+    throw new Error(`--only must be one of ${SECTIONS.join(", ")} (got "${only}")`);
+  }
+  const wanted = (section: (typeof SECTIONS)[number]) => only === undefined || only === section;
+  const startedMs = hrNow();
+  console.log(`# fila-llm bench (${["node dist/bench/run.js", ...argv].join(" ")})\n`);
+  for (const line of describeMachine(await serverUrl())) console.log(line);
+
+  // The workers' logs; kept if a section fails, for the post-mortem.
+  const logDir = mkdtempSync(path.join(os.tmpdir(), "fila-llm-bench-"));
+  const checks: Check[] = [];
+  try {
+    if (wanted("queue")) checks.push(...(await benchQueue({ prompts: 3_000, legacyPrompts: 20, logDir })));
+    if (wanted("enqueue")) checks.push(...(await benchEnqueue({ rows: 100_000, runs: 3 })));
+    if (wanted("tokens")) await benchTokens();
+    if (wanted("memory")) {
+      // 12,000 prompts fit the 5-minute budget and still show RSS after 10,000; --full runs 100,000.
+      const prompts = full ? 100_000 : 12_000;
+      checks.push(...(await benchMemory({ prompts, reportEvery: full ? 10_000 : 1_000, logDir })));
+    }
+    if (wanted("latency")) checks.push(...(await benchLatency()));
+  } catch (error) {
+    console.error(`\nbench failed; the workers' logs are in ${logDir}`);
+    throw error;
+  }
+  rmSync(logDir, { recursive: true, force: true });
+  if (checks.length > 0) printChecks(checks);
+  console.log(`\nbench finished in ${((hrNow() - startedMs) / 1000).toFixed(1)} s`);
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
