@@ -24,13 +24,18 @@ export async function startInstantLlm(): Promise<FakeLlm> {
   return llm;
 }
 
-/** Enqueues `count` prompts with one INSERT (the trigger makes one job per row). */
+/**
+ * Inserts `count` prompts with one INSERT and makes sure all their jobs exist before any worker
+ * starts: a bulk statement leaves that to the enqueue_prompts task, which the floor worker lacks.
+ */
 export async function insertPrompts(pool: Pool, count: number): Promise<void> {
   await pool.query(
     `INSERT INTO fila_llm_anahuac (prompt)
      SELECT 'Explica en un párrafo la fotosíntesis, caso ' || g FROM generate_series(1, $1::int) AS g`,
     [count],
   );
+  await pool.query(`SELECT fila_llm_enqueue(array_agg(id ORDER BY id)) FROM fila_llm_anahuac WHERE estatus = 'pendiente';
+    DELETE FROM graphile_worker._private_jobs WHERE key = 'fila_llm_enqueue_prompts'`);
 }
 
 /** The worker's settings for the bench: always open, production defaults otherwise. */

@@ -12,6 +12,7 @@ import type { Task } from "graphile-worker";
 import { appContext } from "../src/context";
 import { logger } from "../src/log";
 import { progressLine, summaryLine } from "../src/ops/progress";
+import { isDatabaseUnavailable } from "../src/session";
 import { countPending, enqueueOrphans, recordWindowState } from "../src/sql/control";
 import { readOpenPeriod } from "../src/sql/ops";
 import { describeWindow } from "../src/window";
@@ -27,9 +28,20 @@ declare global {
 const log = logger("gate");
 
 const windowGate: Task<"window_gate"> = async (_payload, helpers) => {
+  try {
+    await report(helpers.withPgClient);
+  } catch (error) {
+    // With the database away, graphile-worker could not even record a failure;
+    // next minute's run does the same work.
+    if (!isDatabaseUnavailable(error)) throw error;
+    log.debug("window_gate skipped: database unreachable", { error: (error as Error).message });
+  }
+};
+
+async function report(withPgClient: Parameters<Task<"window_gate">>[1]["withPgClient"]): Promise<void> {
   const { config, gate } = appContext();
   const open = await gate.isOpen();
-  await helpers.withPgClient(async (db) => {
+  await withPgClient(async (db) => {
     const before = await readOpenPeriod(db);
     if (await recordWindowState(db, open)) {
       const pending = await countPending(db);
@@ -49,6 +61,6 @@ const windowGate: Task<"window_gate"> = async (_payload, helpers) => {
       log.warn(`re-enqueued ${orphans.length} pendiente rows that had no live job`, { ids: orphans.slice(0, 20) });
     }
   });
-};
+}
 
 export default windowGate;
