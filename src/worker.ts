@@ -9,6 +9,7 @@ import { run, type Runner, type WorkerEvents } from "graphile-worker";
 import enqueuePrompts from "../tasks/enqueue_prompts";
 import processPrompt from "../tasks/process_prompt";
 import windowGate from "../tasks/window_gate";
+import { answersWritten } from "./answer_writer";
 import type { Config } from "./config";
 import { setAppContext } from "./context";
 import { Gate, type Clock } from "./gate";
@@ -17,6 +18,7 @@ import { LlmHealth } from "./llm/health";
 import { graphileLogger, logger, registerSecret } from "./log";
 import { projectRoot } from "./paths";
 import { Session } from "./session";
+import { enqueueOrphans } from "./sql/control";
 import { reapDeadPools } from "./sql/reaper";
 import { getTokenCounter } from "./tokens";
 
@@ -79,6 +81,11 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
     }
   };
   await reap();
+  // A worker killed just after a job completed but before its answer was
+  // stored (answer_writer.ts) leaves a pendiente row without a job: give it
+  // one now rather than at window_gate's next run.
+  const orphans = await enqueueOrphans(pool).catch(() => []);
+  if (orphans.length > 0) log.warn(`re-enqueued ${orphans.length} pendiente rows that had no live job`, { ids: orphans.slice(0, 20) });
   const reaper = setInterval(reap, REAP_INTERVAL_MS);
   reaper.unref();
 
@@ -91,6 +98,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
         gate.beginShutdown();
         clearInterval(reaper);
         await runner.stop().catch((error) => log.warn("worker stopped with an error", { error: (error as Error).message }));
+        await answersWritten();
         await session.close();
         await llm.close().catch(() => {});
         setAppContext(null);

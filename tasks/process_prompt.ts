@@ -9,6 +9,7 @@
  */
 import type { JobHelpers, Task } from "graphile-worker";
 import type { PoolClient } from "pg";
+import { writeBehind } from "../src/answer_writer";
 import { appContext } from "../src/context";
 import { LlmError, type LlmAnswer } from "../src/llm/client";
 import { logger } from "../src/log";
@@ -111,18 +112,21 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
   const respuesta = answer.text.includes("\u0000") ? answer.text.replaceAll("\u0000", "\uFFFD") : answer.text;
   const tokensIn = await tokens.count(row.prompt);
   const tokensOut = await tokens.count(respuesta);
-  const written = await database("writing the answer", (db) =>
-    recordSuccess(db, {
-      id, respuesta, tokensIn, tokensOut, seconds, failures, startedAt,
-      provider: config.llm.provider, model: answer.model,
-      serverTokensIn: answer.serverTokensIn, serverTokensOut: answer.serverTokensOut,
-    }),
-  );
-  if (written) {
-    log.info(`prompt ${id} listo`, { id, outcome: "listo", seconds: round2(seconds), tokensIn, tokensOut, attempt: failures + 1 });
-  } else {
-    log.warn(`prompt ${id} answered, but the row was no longer pendiente; the answer was not written`, { id });
-  }
+  // Stored while the next prompt starts: see src/answer_writer.ts.
+  await writeBehind(id, async () => {
+    const written = await database("writing the answer", (db) =>
+      recordSuccess(db, {
+        id, respuesta, tokensIn, tokensOut, seconds, failures, startedAt,
+        provider: config.llm.provider, model: answer.model,
+        serverTokensIn: answer.serverTokensIn, serverTokensOut: answer.serverTokensOut,
+      }),
+    );
+    if (written) {
+      log.info(`prompt ${id} listo`, { id, outcome: "listo", seconds: round2(seconds), tokensIn, tokensOut, attempt: failures + 1 });
+    } else {
+      log.warn(`prompt ${id} answered, but the row was no longer pendiente; the answer was not written`, { id });
+    }
+  });
 };
 
 /** Decides what an LLM failure means for this prompt, and records it. */
