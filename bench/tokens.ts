@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { getTokenCounter } from "../src/tokens";
 import { median, printTable } from "./table";
+import { prng } from "../test/support/prng";
 
 const ENCODING = "cl100k_base";
 const KIB = 1024;
@@ -35,17 +36,6 @@ const CASES: readonly BenchCase[] = [
   { name: '"a" × 10 MB', text: () => "a".repeat(10 * MIB), reference: false },
 ];
 
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = (
   "the of and to in is that for it as was with be by on not this are from at which but have they you were " +

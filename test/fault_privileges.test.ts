@@ -1,5 +1,5 @@
 /**
- * docs/least-privilege.md, run as written: its SQL on a fresh database (names
+ * docs/operations.md (Least privilege), run as written: its SQL on a fresh database (names
  * made unique), migrations as the worker role, then each claim checked. The
  * app role can insert (and so enqueue) and read, and nothing else; the worker
  * role migrates and answers prompts without being a superuser.
@@ -27,9 +27,9 @@ let worker: ChildWorker | null = null;
 
 /** The SQL block that follows `<!-- least-privilege: {marker} -->` in the doc, with this test's names. */
 function docSql(marker: string): string {
-  const doc = readFileSync(path.join(projectRoot, "docs", "least-privilege.md"), "utf8");
-  const match = new RegExp(`<!-- least-privilege: ${marker} -->\\s*\`\`\`sql\\n([\\s\\S]*?)\`\`\``).exec(doc);
-  assert.ok(match, `docs/least-privilege.md has a SQL block marked "${marker}"`);
+  const doc = readFileSync(path.join(projectRoot, "docs", "operations.md"), "utf8");
+  const match = new RegExp(`<!-- least-privilege: ${marker} -->\\s*(?:<!--[^>]*-->\\s*)*\`\`\`sql\\n([\\s\\S]*?)\`\`\``).exec(doc);
+  assert.ok(match, `docs/operations.md (Least privilege) has a SQL block marked "${marker}"`);
   return match[1]
     .replace(/\bfila_llm_app\b/g, APP_ROLE)
     .replace(/\bfila_llm_worker\b/g, WORKER_ROLE)
@@ -73,7 +73,7 @@ after(async () => {
   }
 });
 
-describe("the least-privilege setup of docs/least-privilege.md", () => {
+describe("the least-privilege setup of docs/operations.md (Least privilege)", () => {
   test("the app role only inserts and reads; the worker role migrates and answers without being a superuser", async () => {
     // Production: the legacy table exists, owned by the DBA, with a backlog.
     await db.pool.query(readFileSync(path.join(projectRoot, "migrations", "0001_legacy_table.sql"), "utf8"));

@@ -2,6 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { performance } from "node:perf_hooks";
 import { getTokenCounter, isKnownEncoding, preTokenize } from "../src/tokens";
+import { prng } from "./support/prng";
 
 // js-tiktoken is the reference: our counts must equal `encode(text, [], []).length`.
 interface Reference {
@@ -34,17 +35,6 @@ function reference(encoding: TestedEncoding): Promise<{ tiktoken: Reference; pat
   return loading;
 }
 
-/** Deterministic PRNG (mulberry32), so a failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function base64Of(byteCount: number, seed: number): string {
   const random = prng(seed);
