@@ -57,10 +57,11 @@ BEGIN
     PERFORM fila_llm_enqueue(prompt_ids);
   ELSE
     -- One keyed job for all bulk statements: graphile-worker appends array
-    -- payloads of the same key, and preserve_run_at keeps it first in line.
+    -- payloads of the same key. Priority -1 runs it before any waiting
+    -- prompt, so the rows get their jobs (and their FIFO place, from 'at') at once.
     PERFORM graphile_worker.add_job('enqueue_prompts',
       json_build_array(json_build_object('from', prompt_ids[1], 'to', prompt_ids[cardinality(prompt_ids)], 'at', now())),
-      job_key := 'fila_llm_enqueue_prompts', job_key_mode := 'preserve_run_at');
+      job_key := 'fila_llm_enqueue_prompts', job_key_mode := 'preserve_run_at', priority := -1);
   END IF;
 END $$;
 
