@@ -8,12 +8,9 @@
  * - the leader lock: only its holder runs `process_prompt` jobs, which keeps
  *   concurrency at 1 across any number of worker processes without a named
  *   queue (named queues stall a poll interval between jobs on 0.17).
- *
- * It also says what a database error means: the server being away (restart,
- * network) is waited out; anything else is a real error.
  */
 import { Client } from "pg";
-import { logger, type Log } from "./log";
+import { logger } from "./log";
 
 const log = logger("session");
 
@@ -134,74 +131,4 @@ export class Session {
     }, RECONNECT_DELAY_MS);
     this.reconnectTimer.unref();
   }
-}
-
-// SQLSTATEs that mean "the server is going away or not back yet", not "your query is wrong".
-const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300"]);
-// Socket errors of a server that is down, restarting or unreachable (or of a
-// network, DNS included, not up yet at boot).
-const UNAVAILABLE_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
-
-/**
- * True if a pg error means the database is away (restarting, shutting down,
- * unreachable, connection lost) rather than that the query itself failed.
- */
-export function isDatabaseUnavailable(error: unknown): boolean {
-  const e = error as { code?: unknown; message?: unknown } | null;
-  const code = typeof e?.code === "string" ? e.code : "";
-  if (UNAVAILABLE_SQLSTATES.has(code) || code.startsWith("08") || UNAVAILABLE_ERRNOS.has(code)) return true;
-  // node-postgres reports a dropped connection with these messages and no code.
-  const message = typeof e?.message === "string" ? e.message : "";
-  return /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect/i.test(message);
-}
-
-// Quick tries first (a restart takes seconds), then every 2 s: a failed
-// connection attempt costs the server nothing, and the answer waits on it.
-const DATABASE_RETRY_DELAYS_MS = [250, 500, 1_000, 2_000];
-
-/**
- * Runs `operation`, and while it fails because the database is away, runs it
- * again until the database is back, for at most `maxWaitSeconds`. Logs one
- * line when the wait starts and one when it ends, never one per try. Every
- * error that is not an outage, or an abort of `signal`, is thrown at once.
- */
-export async function retryWhileDatabaseAway<T>(
-  what: string,
-  operation: () => Promise<T>,
-  options: { log: Log; maxWaitSeconds: number; signal?: AbortSignal },
-): Promise<T> {
-  const startedMs = Date.now();
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const result = await operation();
-      if (attempt > 0) {
-        options.log.info(`database reachable again: ${what} done after ${Math.round((Date.now() - startedMs) / 1000)} s`);
-      }
-      return result;
-    } catch (error) {
-      const waitedSeconds = (Date.now() - startedMs) / 1000;
-      if (!isDatabaseUnavailable(error) || options.signal?.aborted || waitedSeconds >= options.maxWaitSeconds) throw error;
-      if (attempt === 0) {
-        const limit = Number.isFinite(options.maxWaitSeconds) ? ` (up to ${options.maxWaitSeconds} s)` : "";
-        options.log.warn(`database unreachable while ${what}; trying again until it is back${limit}`, {
-          error: (error as Error).message,
-        });
-      }
-      const delayMs = DATABASE_RETRY_DELAYS_MS[Math.min(attempt, DATABASE_RETRY_DELAYS_MS.length - 1)];
-      await sleep(delayMs, options.signal);
-    }
-  }
-}
-
-/** Waits `ms`, or less if `signal` aborts first. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
 }

@@ -4,10 +4,9 @@
  */
 import type { Pool } from "pg";
 import { describeConfig, redactUrl, type Config } from "./config";
-import { createPool, EMBEDDED_DATA_DIR, EMBEDDED_PORT, startEmbeddedPostgres, type EmbeddedPostgres } from "./db";
+import { createPool, EMBEDDED_DATA_DIR, EMBEDDED_PORT, retryWhileDatabaseAway, startEmbeddedPostgres, type EmbeddedPostgres } from "./db";
 import { logger } from "./log";
 import { migrate } from "./migrate";
-import { retryWhileDatabaseAway } from "./session";
 import { describeWindow } from "./window";
 import { startWorker, type WorkerHandle } from "./worker";
 

@@ -14,7 +14,7 @@ import { appContext } from "../src/context";
 import { LlmError, type LlmAnswer } from "../src/llm/client";
 import { logger } from "../src/log";
 import { promptRetryDelaySeconds } from "../src/retry_policy";
-import { retryWhileDatabaseAway } from "../src/session";
+import { retryWhileDatabaseAway } from "../src/db";
 import {
   loadPendingPrompt,
   recordFinalFailure,

@@ -12,7 +12,7 @@ import type { Task } from "graphile-worker";
 import { appContext } from "../src/context";
 import { logger } from "../src/log";
 import { progressLine, summaryLine } from "../src/ops/progress";
-import { isDatabaseUnavailable } from "../src/session";
+import { isDatabaseUnavailable } from "../src/db";
 import { countPending, enqueueOrphans, recordWindowState } from "../src/sql/control";
 import { readOpenPeriod } from "../src/sql/ops";
 import { describeWindow } from "../src/window";

@@ -41,7 +41,7 @@ async function statuses(ids: number[]): Promise<Record<string, number>> {
 }
 
 /** The worker's own lines (not graphile-worker's), at info level and above. */
-const operatorLines = (w: ChildWorker) => w.output.filter((l) => / (INFO|WARN|ERROR) +\[/.test(l) && !l.includes("[graphile-worker]"));
+const operatorLines = (lines: string[]) => lines.filter((l) => / (INFO|WARN|ERROR) +\[/.test(l) && !l.includes("[graphile-worker]"));
 
 describe("the LLM server down inside the window", () => {
   test("down for 2 minutes: no row becomes error, the backoff grows to the 60 s cap, work resumes within 60 s of its return, one log line per change", async () => {
@@ -56,6 +56,9 @@ describe("the LLM server down inside the window", () => {
     await worker.waitFor(/now the leader/);
     await llm.stop();
     const downAt = Date.now();
+    // Lines are told apart by position, not by their millisecond timestamps,
+    // which can equal downAt for a line printed just before the stop.
+    const linesBeforeDown = worker.output.length;
     const ids = await insert("durante la caída", 10);
 
     while (Date.now() - downAt < 120_000) {
@@ -64,6 +67,7 @@ describe("the LLM server down inside the window", () => {
     }
     await llm.restart();
     const backAt = Date.now();
+    const linesBeforeBack = worker.output.length;
     await eventually(async () => (await statuses(ids)).listo === ids.length, 90_000, "every row answered after the LLM returned");
     const resumedAfterMs = llm.generateRequests[0].startedAtMs - backAt;
 
@@ -80,11 +84,11 @@ describe("the LLM server down inside the window", () => {
     const { rows } = await db.pool.query("SELECT coalesce(max(attempts), 0)::int AS n FROM fila_llm_outcome WHERE prompt_id = ANY($1)", [ids]);
     assert.equal(rows[0].n, 0, "the outage cost no prompt an attempt");
 
-    const whileDown = operatorLines(worker).filter((l) => Date.parse(l.slice(0, 24)) >= downAt && Date.parse(l.slice(0, 24)) < backAt);
+    const whileDown = operatorLines(worker.output.slice(linesBeforeDown, linesBeforeBack));
     console.log(`worker lines at info and above while the LLM was down:\n  ${whileDown.join("\n  ")}`);
     assert.ok(whileDown.length <= 3, "a handful of lines in 2 minutes, not one per attempt");
     assert.ok(whileDown.every((l) => /LLM unavailable|queue (opened|closed)/.test(l)), whileDown.join("\n"));
-    const lines = operatorLines(worker).filter((l) => l.includes("[llm]"));
+    const lines = operatorLines(worker.output).filter((l) => l.includes("[llm]"));
     assert.equal(lines.length, 2, `one line down, one line back:\n${lines.join("\n")}`);
     assert.match(lines[0], /WARN +\[llm\] LLM unavailable; prompts wait \(none is marked error\)/);
     assert.match(lines[1], /INFO +\[llm\] LLM is answering again after \d+ s; prompts resume/);
@@ -107,7 +111,7 @@ describe("the LLM server down inside the window", () => {
     failing = false;
     await eventually(async () => (await statuses(ids)).listo === ids.length, 30_000, "every row answered");
     assert.ok(llm.generateRequests.length > ids.length + 3, "503s were retried while they lasted");
-    const lines = operatorLines(worker).filter((l) => l.includes("[llm]"));
+    const lines = operatorLines(worker.output).filter((l) => l.includes("[llm]"));
     assert.equal(lines.filter((l) => l.includes("LLM unavailable")).length, 1, lines.join("\n"));
     assert.equal(lines.filter((l) => l.includes("LLM is answering again")).length, 1, lines.join("\n"));
   });
