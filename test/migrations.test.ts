@@ -103,11 +103,13 @@ describe("migrations", () => {
     await migrate(db.pool);
     const role = `fila_insert_only_${db.name.slice(-8)}`;
     await db.pool.query(`DROP ROLE IF EXISTS ${role}`);
-    await db.pool.query(`CREATE ROLE ${role} LOGIN`);
+    // A password, for servers that check one (the embedded PostgreSQL does).
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'role-test-pw'`);
     try {
       await db.pool.query(`GRANT INSERT ON fila_llm_anahuac TO ${role}; GRANT USAGE ON SEQUENCE fila_llm_anahuac_id_seq TO ${role}`);
       const url = new URL(db.url);
       url.username = role;
+      url.password = "role-test-pw";
       const limited = createPool(url.toString(), 1);
       try {
         await limited.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('desde un rol limitado')");

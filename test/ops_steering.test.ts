@@ -193,9 +193,11 @@ describe("privileges", () => {
   test("the steering functions are not for PUBLIC; granted EXECUTE, a role with no table rights can steer", async () => {
     const role = `fila_operator_${db.name.slice(-8)}`;
     await db.pool.query(`DROP ROLE IF EXISTS ${role}`);
-    await db.pool.query(`CREATE ROLE ${role} LOGIN`);
+    // A password, for servers that check one (the embedded PostgreSQL does).
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'role-test-pw'`);
     const url = new URL(db.url);
     url.username = role;
+    url.password = "role-test-pw";
     const operator = createPool(url.toString(), 1);
     try {
       await assert.rejects(operator.query("SELECT fila_llm_pause()"), /permission denied for function fila_llm_pause/);
