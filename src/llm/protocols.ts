@@ -31,8 +31,12 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
+// fila_llm_outcome's token columns are INT; a bigger count from an odd server
+// would make the answer's write fail every time it is retried.
+const MAX_INT = 2_147_483_647;
+
 function count(value: unknown): number | null {
-  return typeof value === "number" && Number.isInteger(value) && value >= 0 ? value : null;
+  return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_INT ? value : null;
 }
 
 function missingText(what: string): LlmError {
