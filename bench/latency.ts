@@ -13,7 +13,7 @@ import { parseConfig } from "../src/config";
 import { startWorker } from "../src/worker";
 import { createTestDatabase, type TestDatabase } from "../test/support/db";
 import type { FakeLlm } from "../test/support/llm_server";
-import { startChildWorker } from "../test/support/worker";
+import { MovableClock, startChildWorker } from "../test/support/worker";
 import type { Check } from "./checks";
 import { fmt, hrNow, startInstantLlm, waitUntil, workerEnv } from "./support";
 import { median, printTable } from "./table";
@@ -76,15 +76,16 @@ async function windowToRequest(llm: FakeLlm, db: TestDatabase): Promise<number[]
   const opensAtMs = Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate(), 1, 0, 0);
   const latencies: number[] = [];
   for (let i = 0; i < WINDOW_SAMPLES; i++) {
-    let offsetMs = opensAtMs - 30 * 60_000 - Date.now();
+    const clock = new MovableClock();
+    clock.set(new Date(opensAtMs - 30 * 60_000));
     const prompt = await insertOne(db, `window ${i}`);
-    const worker = await quietly(() => startWorker(config, db.pool, db.url, { clock: () => new Date(Date.now() + offsetMs) }));
+    const worker = await quietly(() => startWorker(config, db.pool, db.url, { clock: clock.now }));
     try {
       // Let it settle into its closed-window polling, then open the window a random moment later.
       await sleep(300);
       const leadMs = 500 + randomInt(1000);
       const opensAtHr = hrNow() + leadMs;
-      offsetMs = opensAtMs - leadMs - Date.now();
+      clock.set(new Date(opensAtMs - leadMs));
       latencies.push((await quietly(() => requestStart(llm, prompt, 10_000))) - opensAtHr);
     } finally {
       await quietly(() => worker.stop());

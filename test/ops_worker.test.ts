@@ -9,17 +9,14 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import { createTestDatabase, type TestDatabase } from "./support/db";
 import { FakeLlm } from "./support/llm_server";
 import { seedRun } from "./support/ops";
-import { eventually, startInProcessWorker, testEnv, type InProcessWorker } from "./support/worker";
+import { eventually, MovableClock, startInProcessWorker, testEnv, type InProcessWorker } from "./support/worker";
 
 let db: TestDatabase;
 let llm: FakeLlm;
 let worker: InProcessWorker | null = null;
-let offsetMs = 0;
-const clock = () => new Date(Date.now() + offsetMs);
-/** Shifts the worker's clock so that it reads `utc` now. */
-const setClock = (utc: string) => {
-  offsetMs = new Date(utc).getTime() - Date.now();
-};
+const movable = new MovableClock();
+const clock = movable.now;
+const setClock = (utc: string) => movable.set(utc);
 const nightEnv = () => testEnv(llm.origin, { WINDOW_START: "01:00", WINDOW_END: "06:00", WINDOW_TZ: "UTC" });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // The gate caches fila_llm_control for 1 s.
@@ -48,7 +45,7 @@ after(async () => {
 beforeEach(async () => {
   await worker?.stop();
   worker = null;
-  offsetMs = 0;
+  movable.reset();
   llm.behaviour = () => ({});
   llm.requests.length = 0;
   llm.maxInFlight = 0;

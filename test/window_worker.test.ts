@@ -6,17 +6,14 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { createTestDatabase, type TestDatabase } from "./support/db";
 import { FakeLlm } from "./support/llm_server";
-import { eventually, startInProcessWorker, testEnv, type InProcessWorker } from "./support/worker";
+import { eventually, MovableClock, startInProcessWorker, testEnv, type InProcessWorker } from "./support/worker";
 
 let db: TestDatabase;
 let llm: FakeLlm;
 let worker: InProcessWorker | null = null;
-let offsetMs = 0;
-const clock = () => new Date(Date.now() + offsetMs);
-/** Shifts the worker's clock so that it reads `utc` now. */
-const setClock = (utc: string) => {
-  offsetMs = new Date(utc).getTime() - Date.now();
-};
+const movable = new MovableClock();
+const clock = movable.now;
+const setClock = (utc: string) => movable.set(utc);
 const env = () => testEnv(llm.origin, { WINDOW_START: "01:00", WINDOW_END: "06:00", WINDOW_TZ: "UTC" });
 
 before(async () => {
@@ -44,7 +41,7 @@ async function statuses(): Promise<string[]> {
 describe("the window, with a real worker", () => {
   test("nothing starts before 01:00; prompts start within 5 s of the opening", async () => {
     setClock("2026-11-27T00:59:57Z");
-    const opensAtMs = new Date("2026-11-27T01:00:00Z").getTime() - offsetMs;
+    const opensAtMs = movable.realMs("2026-11-27T01:00:00Z");
     worker = await startInProcessWorker(db, env(), { clock });
     await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('a las 00:59'), ('también')");
     await new Promise((r) => setTimeout(r, 2000));

@@ -8,6 +8,31 @@ import { projectRoot } from "../../src/paths";
 import { startWorker, type WorkerHandle } from "../../src/worker";
 import type { TestDatabase } from "./db";
 
+/**
+ * A clock for startWorker's `clock` option that runs at real speed from
+ * whatever instant a test moves it to, so the window's edges arrive in seconds.
+ */
+export class MovableClock {
+  private offsetMs = 0;
+  /** Pass this to startWorker / startInProcessWorker. */
+  readonly now: Clock = () => new Date(Date.now() + this.offsetMs);
+
+  /** Moves the clock so that it reads `instant` now. */
+  set(instant: string | Date): void {
+    this.offsetMs = new Date(instant).getTime() - Date.now();
+  }
+
+  /** Back to real time. */
+  reset(): void {
+    this.offsetMs = 0;
+  }
+
+  /** The real Date.now() at which this clock reads `instant`. */
+  realMs(instant: string | Date): number {
+    return new Date(instant).getTime() - this.offsetMs;
+  }
+}
+
 /** Settings for a test worker: always open, fast polling, unless overridden. */
 export function testEnv(llmBaseUrl: string, overrides: Record<string, string> = {}): Record<string, string> {
   return {
