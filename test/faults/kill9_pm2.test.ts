@@ -32,6 +32,10 @@ after(async () => {
   await db.drop();
 });
 
+function workerTail(): string {
+  return pm2.logs(APP).slice(-40).join("\n");
+}
+
 async function pendingCount(): Promise<number> {
   const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM fila_llm_anahuac WHERE estatus = 'pendiente'");
   return rows[0].n;
@@ -42,7 +46,9 @@ interface Kill {
   killedAtMs: number;
   /** The prompt whose request was in flight when the worker died, if any. */
   inFlight: string | null;
-  /** kill → the next LLM request (of any prompt). */
+  /** When pm2's pid file first named the new process. */
+  restartSeenAtMs: number;
+  /** kill → the new process's first LLM request (of any prompt). */
   recoveryMs: number;
   /** kill → the interrupted prompt's own request again. */
   rerunMs: number | null;
@@ -66,23 +72,31 @@ describe("kill -9 under pm2", () => {
       await sleep(300 + Math.random() * 2_700);
       assert.ok((await pendingCount()) > 0, `the queue drained after only ${kills.length} kills`);
       const pid = pm2.pid(APP);
-      assert.ok(pid, "pm2 knows the worker's pid");
+      assert.ok(pid, `pm2 knows the worker's pid before kill ${kills.length + 1}; the worker's last lines:\n${workerTail()}`);
       const open = llm.generateRequests.filter((r) => r.startedAtMs > since && r.endedAtMs === null);
       const killedAtMs = Date.now();
       process.kill(pid, "SIGKILL");
       since = killedAtMs;
+      // A request the dying process wrote just before the signal can still reach
+      // the server after it, so only requests that start once pm2 has spawned the
+      // new process count as the recovery. Spawn to first request takes ~0.4 s,
+      // more than this poll's 50 ms, so none of the new process's is missed.
+      await eventually(async () => (pm2.pid(APP) ?? pid) !== pid, 60_000, `pm2 to start a new worker after kill ${kills.length + 1}`);
+      const restartSeenAtMs = Date.now();
       const next: RecordedRequest = await eventually(
-        async () => llm.generateRequests.find((r) => r.startedAtMs > killedAtMs),
+        async () => llm.generateRequests.find((r) => r.startedAtMs > restartSeenAtMs),
         60_000,
-        `an LLM request after kill ${kills.length + 1}`,
+        `an LLM request from the new worker after kill ${kills.length + 1}`,
       );
-      kills.push({ pid, killedAtMs, inFlight: open[0]?.prompt ?? null, recoveryMs: next.startedAtMs - killedAtMs, rerunMs: null });
+      kills.push({
+        pid, killedAtMs, restartSeenAtMs, inFlight: open[0]?.prompt ?? null, recoveryMs: next.startedAtMs - killedAtMs, rerunMs: null,
+      });
     }
     await eventually(async () => (await pendingCount()) === 0, 120_000, "every row to leave pendiente");
 
     for (const kill of kills) {
       if (kill.inFlight === null) continue;
-      const rerun = llm.generateRequests.find((r) => r.prompt === kill.inFlight && r.startedAtMs > kill.killedAtMs);
+      const rerun = llm.generateRequests.find((r) => r.prompt === kill.inFlight && r.startedAtMs > kill.restartSeenAtMs);
       kill.rerunMs = rerun ? rerun.startedAtMs - kill.killedAtMs : null;
     }
     console.log(
@@ -97,6 +111,10 @@ describe("kill -9 under pm2", () => {
     );
 
     assert.equal(kills.length, KILLS);
+    // Every exit pm2 saw was one of ours: the worker never crashed by itself.
+    const exits = pm2.daemonLog().split("\n").filter((line) => /App \[.*\] exited with code/.test(line));
+    assert.equal(exits.length, KILLS, `pm2 saw ${exits.length} exits:\n${exits.join("\n")}\nthe worker's last lines:\n${workerTail()}`);
+    for (const exit of exits) assert.match(exit, /via signal \[SIGKILL\]/);
     assert.equal(new Set(kills.map((k) => k.pid)).size, KILLS, "each kill hit a new process, started by pm2");
     for (const [i, kill] of kills.entries()) {
       assert.ok(kill.recoveryMs <= MAX_RECOVERY_MS, `recovery ${i + 1} took ${kill.recoveryMs} ms`);
