@@ -8,6 +8,7 @@ import { ConfigError, loadConfig, type Config } from "./config";
 import { logger, setLogFormat } from "./log";
 import { OPS_COMMANDS, OPS_USAGE, runOpsCommand } from "./ops/commands";
 import { runMigrations, runWorker } from "./start";
+import { absorbDatabaseRejection } from "./worker";
 
 const log = logger("fila-llm");
 
@@ -41,6 +42,12 @@ async function main(argv: string[]): Promise<void> {
 }
 
 process.on("unhandledRejection", (error) => {
+  if (absorbDatabaseRejection(error)) {
+    log.warn("the database went away while graphile-worker recorded the end of a job; the job is freed and runs again once the database is back", {
+      error: String((error as Error)?.message ?? error),
+    });
+    return;
+  }
   log.error("unexpected error; exiting so that pm2 restarts the worker", { error: String((error as Error)?.stack ?? error) });
   process.exit(1);
 });

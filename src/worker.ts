@@ -19,13 +19,32 @@ import { graphileLogger, logger, registerSecret } from "./log";
 import { projectRoot } from "./paths";
 import { Session } from "./session";
 import { enqueueOrphans } from "./sql/control";
-import { reapDeadPools } from "./sql/reaper";
+import { isDatabaseUnavailable } from "./db";
+import { freeOwnStaleJobs, reapDeadPools } from "./sql/reaper";
 import { getTokenCounter } from "./tokens";
 
 const log = logger("worker");
 
 // With the reaper's 5 s grace, a killed worker's prompt runs again within ~10 s.
 const REAP_INTERVAL_MS = 5_000;
+
+/** The workers running in this process that can take on a lost completion. */
+const liveWorkers = new Set<{ completionLost(): void }>();
+
+/**
+ * graphile-worker 0.17 does not await the query that completes or fails a job
+ * (worker.js), so a database restart at that instant surfaces as an unhandled
+ * rejection, and the job stays locked by this live pool, which no reaper
+ * frees, for graphile-worker's 4 hours. Returns true when a running worker
+ * takes that on: once the database is back, it frees the job, which then runs
+ * again (a prompt already answered is skipped). Anything else is not ours to
+ * absorb, and the caller exits so that pm2 restarts the worker.
+ */
+export function absorbDatabaseRejection(error: unknown): boolean {
+  if (!isDatabaseUnavailable(error) || liveWorkers.size === 0) return false;
+  for (const worker of liveWorkers) worker.completionLost();
+  return true;
+}
 
 export interface WorkerHandle {
   runner: Runner;
@@ -58,6 +77,12 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   events.on("pool:create", ({ workerPool }) => {
     session.holdPoolLock(workerPool.id).catch((error) => log.error("could not take the pool's liveness lock", { error: error.message }));
   });
+  // The jobs a lost completion must not free: those whose task is running.
+  const runningJobIds = new Set<string>();
+  events.on("job:start", ({ job }) => runningJobIds.add(job.id));
+  events.on("job:complete", ({ job }) => runningJobIds.delete(job.id));
+  let completionLost = false;
+  const live = { completionLost: () => (completionLost = true) };
 
   const runner = await run({
     pgPool: pool,
@@ -76,6 +101,14 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
     try {
       const pools = await reapDeadPools(pool, session.ownPoolIds);
       if (pools.length > 0) log.warn(`freed the jobs of ${pools.length} dead worker pool(s); their prompts run again`, { pools });
+      if (completionLost) {
+        completionLost = false;
+        const jobs = await freeOwnStaleJobs(pool, session.ownPoolIds, [...runningJobIds]).catch((error) => {
+          completionLost = true;
+          throw error;
+        });
+        if (jobs.length > 0) log.warn(`freed ${jobs.length} job(s) whose completion was lost; they run again, and a prompt already answered is skipped`, { jobs });
+      }
     } catch (error) {
       log.debug("reaper could not run", { error: (error as Error).message });
     }
@@ -88,6 +121,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   if (orphans.length > 0) log.warn(`re-enqueued ${orphans.length} pendiente rows that had no live job`, { ids: orphans.slice(0, 20) });
   const reaper = setInterval(reap, REAP_INTERVAL_MS);
   reaper.unref();
+  liveWorkers.add(live);
 
   let stopping: Promise<void> | null = null;
   return {
@@ -97,6 +131,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
       stopping ??= (async () => {
         gate.beginShutdown();
         clearInterval(reaper);
+        liveWorkers.delete(live);
         await runner.stop().catch((error) => log.warn("worker stopped with an error", { error: (error as Error).message }));
         await answersWritten();
         await session.close();

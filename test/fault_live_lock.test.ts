@@ -56,7 +56,9 @@ describe("two workers and the reaper", () => {
 
     const samples: (string | null)[] = [];
     let reapedByTest: string[] = [];
-    const deadline = Date.now() + 10_000;
+    // Sampled until 3 s before the 12 s call ends, counted from the call's own start.
+    const longCall = llm.generateRequests.find((r) => r.prompt === "llamada larga")!;
+    const deadline = longCall.startedAtMs + 9_000;
     while (Date.now() < deadline) {
       // The test process reaps too, as any third process could; it never frees the live pool.
       reapedByTest = reapedByTest.concat(await reapDeadPools(db.pool));
@@ -64,6 +66,7 @@ describe("two workers and the reaper", () => {
       await new Promise((r) => setTimeout(r, 500));
     }
 
+    assert.ok(samples.length >= 4, `only ${samples.length} samples of the live job's lock`);
     assert.ok(samples.every((s) => s === livePool), `the live job stayed locked by ${livePool}: ${samples.join(", ")}`);
     const freedByWorkers = workers.flatMap((w) => w.output.filter((l) => l.includes("freed the jobs of")));
     assert.ok(freedByWorkers.length + reapedByTest.length >= 1, "the dead pool was freed");

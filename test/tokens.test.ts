@@ -192,7 +192,10 @@ describe("counting yields to the event loop", () => {
     } finally {
       clearInterval(timer);
     }
-    assert.ok(ticks > 0, "the timer never fired during the count");
-    assert.ok(maxGapMs < 250, `the event loop was blocked for ${maxGapMs.toFixed(0)} ms`);
+    // A count that never yields lets no tick through at all (it takes ~100 ms here, ~10 ticks when
+    // it yields); one that yields only now and then lets one or two through.
+    assert.ok(ticks >= 3, `the timer fired only ${ticks} times during the count`);
+    // Loose on purpose: a loaded machine or a full garbage collection can pause a few hundred ms.
+    assert.ok(maxGapMs < 1000, `the event loop was blocked for ${maxGapMs.toFixed(0)} ms`);
   });
 });

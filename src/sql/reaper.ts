@@ -36,3 +36,23 @@ export async function reapDeadPools(db: Queryable, ownPoolIds: string[] = []): P
   );
   return rows[0]?.pools ?? [];
 }
+
+/**
+ * Unlocks the jobs that the caller's own pools still hold but no longer run:
+ * what a lost completion leaves behind (see absorbDatabaseRejection in
+ * worker.ts). graphile-worker has no public function that frees one job of a
+ * live pool (force_unlock_workers frees them all, the one running included),
+ * hence the direct UPDATE. A job locked less than GRACE_SECONDS ago may be
+ * one just fetched and not yet started, so it is left alone.
+ */
+export async function freeOwnStaleJobs(db: Queryable, ownPoolIds: string[], runningJobIds: string[]): Promise<string[]> {
+  const { rows } = await db.query(
+    `UPDATE graphile_worker._private_jobs SET locked_by = NULL, locked_at = NULL
+      WHERE locked_by = ANY($1::text[])
+        AND locked_at < now() - make_interval(secs => $2)
+        AND id <> ALL($3::bigint[])
+     RETURNING id::text AS id`,
+    [ownPoolIds, GRACE_SECONDS, runningJobIds],
+  );
+  return rows.map((r) => r.id);
+}

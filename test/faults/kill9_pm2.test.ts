@@ -76,13 +76,14 @@ describe("kill -9 under pm2", () => {
       const open = llm.generateRequests.filter((r) => r.startedAtMs > since && r.endedAtMs === null);
       const killedAtMs = Date.now();
       process.kill(pid, "SIGKILL");
-      since = killedAtMs;
       // A request the dying process wrote just before the signal can still reach
       // the server after it, so only requests that start once pm2 has spawned the
       // new process count as the recovery. Spawn to first request takes ~0.4 s,
       // more than this poll's 50 ms, so none of the new process's is missed.
       await eventually(async () => (pm2.pid(APP) ?? pid) !== pid, 60_000, `pm2 to start a new worker after kill ${kills.length + 1}`);
       const restartSeenAtMs = Date.now();
+      // A straggler never ends (its socket is gone): it must not pass for the next kill's request in flight.
+      since = restartSeenAtMs;
       const next: RecordedRequest = await eventually(
         async () => llm.generateRequests.find((r) => r.startedAtMs > restartSeenAtMs),
         60_000,
