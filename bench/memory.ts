@@ -4,8 +4,10 @@
  * request arrives.
  *
  * RSS saws up and down with V8's garbage collections (tens of MB over thousands of prompts), so
- * one reading says little. Growth is judged on the saw's peaks and troughs: those of the first
- * and second half of the run after a warm-up must match.
+ * one reading says little. Growth is judged on the saw's troughs, the memory still in use after
+ * a collection: those of the first and second half of the run after a warm-up must match. Peaks
+ * only show when V8 chose to collect (they moved by -41 and +10 MB between halves in two runs
+ * without a leak), so they are held to the RSS limit alone.
  */
 import path from "node:path";
 import { createTestDatabase } from "../test/support/db";
@@ -104,7 +106,7 @@ export async function benchMemory(options: MemoryOptions): Promise<Check[]> {
       measured:
         `${at10k ? `${fmt(at10k.rssMb)} MB after 10,000, ` : ""}${fmt(last.rssMb)} MB after ${last.prompts.toLocaleString("en-US")}, ` +
         `max ${fmt(max)} MB; 2nd vs 1st half: peak ${fmt(peakGrowth)} MB, trough ${fmt(troughGrowth)} MB`,
-      met: max <= RSS_LIMIT_MB && peakGrowth <= GROWTH_TOLERANCE_MB && troughGrowth <= GROWTH_TOLERANCE_MB,
+      met: max <= RSS_LIMIT_MB && troughGrowth <= GROWTH_TOLERANCE_MB,
     },
   ];
 }
