@@ -131,9 +131,11 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
       stopping ??= (async () => {
         gate.beginShutdown();
         clearInterval(reaper);
-        liveWorkers.delete(live);
         await runner.stop().catch((error) => log.warn("worker stopped with an error", { error: (error as Error).message }));
         await answersWritten();
+        // Until here a lost completion is still absorbed: the job is freed by
+        // the next start's reaper, once this process and its locks are gone.
+        liveWorkers.delete(live);
         await session.close();
         await llm.close().catch(() => {});
         setAppContext(null);
