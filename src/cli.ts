@@ -5,7 +5,7 @@
  * report, retry, pause, resume, open-now, cancel) live in src/ops/commands.ts.
  */
 import { ConfigError, loadConfig, type Config } from "./config";
-import { logger, setLogFormat } from "./log";
+import { logger, setLogFormat, setLogLevel } from "./log";
 import { OPS_COMMANDS, OPS_USAGE, runOpsCommand } from "./ops/commands";
 import { runMigrations, runWorker } from "./start";
 import { absorbDatabaseRejection } from "./worker";
@@ -26,6 +26,7 @@ async function main(argv: string[]): Promise<void> {
     throw error;
   }
   setLogFormat(config.logFormat);
+  setLogLevel(config.logLevel);
   switch (command) {
     case "start":
       return runWorker(config);

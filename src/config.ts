@@ -3,6 +3,7 @@
  * start-up, so a bad setting stops the process when pm2 starts it, not at 01:00.
  */
 import { config as loadDotenv } from "dotenv";
+import type { Level } from "./log";
 import { isKnownEncoding } from "./tokens";
 import { parseClockTime, type WindowSpec } from "./window";
 
@@ -31,6 +32,7 @@ export interface Config {
   shutdownGraceSeconds: number;
   pollIntervalMs: number;
   logFormat: LogFormat;
+  logLevel: Level;
 }
 
 /** Every default in one object; `.env.example` mirrors it. */
@@ -56,6 +58,7 @@ export const DEFAULTS = {
   // Only matters when no NOTIFY arrives: the window opening, a retry's run_at.
   WORKER_POLL_INTERVAL_MS: 1000,
   LOG_FORMAT: "text",
+  LOG_LEVEL: "info",
 } as const;
 
 /** A setting that is missing or malformed; the message names the variable. */
@@ -171,6 +174,7 @@ export function parseConfig(env: Env): Config {
     pollIntervalMs:
       number(env, "WORKER_POLL_INTERVAL_MS", { min: 50, max: 60_000, integer: true }) ?? DEFAULTS.WORKER_POLL_INTERVAL_MS,
     logFormat: oneOf(env, "LOG_FORMAT", ["text", "json"] as const, DEFAULTS.LOG_FORMAT),
+    logLevel: oneOf(env, "LOG_LEVEL", ["debug", "info", "warn", "error"] as const, DEFAULTS.LOG_LEVEL),
   };
 }
 

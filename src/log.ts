@@ -32,7 +32,9 @@ export function scrub(text: string): string {
 }
 
 let format: LogFormat = "text";
-let debugEnabled = process.env.LOG_LEVEL === "debug";
+// Lines below this level are dropped; src/config.ts sets it from LOG_LEVEL at start-up.
+let minLevel: Level = "info";
+const LEVEL_ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 // Tests read the log; they add a sink instead of patching the console.
 const sinks = new Set<(line: string) => void>();
 
@@ -53,7 +55,7 @@ function formatValue(value: unknown): string {
 }
 
 function write(level: Level, scope: string, message: string, fields: Fields = {}): void {
-  if (level === "debug" && !debugEnabled) return;
+  if (LEVEL_ORDER[level] < LEVEL_ORDER[minLevel]) return;
   const time = new Date().toISOString();
   const line =
     format === "json"
@@ -77,9 +79,9 @@ export function logger(scope: string): Log {
   };
 }
 
-/** Turns debug lines on or off (LOG_LEVEL=debug at start-up does the same). */
-export function setDebug(enabled: boolean): void {
-  debugEnabled = enabled;
+/** Sets the lowest level written (from config's LOG_LEVEL) once at start-up. */
+export function setLogLevel(level: Level): void {
+  minLevel = level;
 }
 
 /**

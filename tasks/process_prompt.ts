@@ -16,6 +16,7 @@ import { logger } from "../src/log";
 import { promptRetryDelaySeconds } from "../src/retry_policy";
 import { retryWhileDatabaseAway } from "../src/db";
 import {
+  countPendingUpTo,
   loadPendingPrompt,
   recordFinalFailure,
   recordRetryableFailure,
@@ -98,7 +99,7 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     answer = await llm.generate(row.prompt, cancel.signal);
   } catch (error) {
     const seconds = (performance.now() - startedMs) / 1000;
-    await handleFailure(helpers, database, id, failures, error, (message, counted, status) =>
+    await handleFailure(helpers, database, id, failures, error, seconds, (message, counted, status) =>
       failure(message, counted, seconds, startedAt, status),
     );
     return;
@@ -136,6 +137,7 @@ async function handleFailure(
   id: number,
   failures: number,
   error: unknown,
+  seconds: number,
   failure: (message: string, counted: number, httpStatus: number | null) => Failure,
 ): Promise<void> {
   const { config, llm, health } = appContext();
@@ -156,7 +158,11 @@ async function handleFailure(
       // A 429, a server that does not even answer its health probe, or one
       // that fails prompt after prompt, is an outage: no prompt pays for it.
       // Otherwise this prompt is the suspect.
-      if (e.httpStatus === 429 || !(await llm.isReachable()) || health.isServerWideFailure(id)) {
+      if (
+        e.httpStatus === 429 ||
+        !(await llm.isReachable()) ||
+        health.isServerWideFailure(id, await database("counting the pending prompts", (db) => countPendingUpTo(db, 3)))
+      ) {
         health.reportUnavailable(e.message, e.retryAfterSeconds);
         await putBack();
         return;
@@ -164,7 +170,7 @@ async function handleFailure(
       break;
     case "prompt":
       await database("recording the error", (db) => recordFinalFailure(db, failure(e.message, failures + 1, e.httpStatus)));
-      log.info(`prompt ${id} error`, { id, outcome: "error", reason: e.message, attempt: failures + 1 });
+      log.info(`prompt ${id} error`, { id, outcome: "error", seconds: round2(seconds), reason: e.message, attempt: failures + 1 });
       return;
     case "bad_response":
       break;
@@ -174,15 +180,19 @@ async function handleFailure(
   if (counted >= config.llm.maxAttempts) {
     const message = `${e.message} (failed ${counted} times; LLM_MAX_ATTEMPTS=${config.llm.maxAttempts})`;
     await database("recording the error", (db) => recordFinalFailure(db, failure(message, counted, e.httpStatus)));
-    log.info(`prompt ${id} error`, { id, outcome: "error", reason: message, attempt: counted });
+    log.info(`prompt ${id} error`, { id, outcome: "error", seconds: round2(seconds), reason: message, attempt: counted });
     return;
   }
-  const delaySeconds = promptRetryDelaySeconds(counted, config.llm.retryDelaySeconds);
+  // A server that says when to come back (Retry-After on a 503, say) is taken at its word, within the outage cap.
+  const delaySeconds = Math.max(
+    promptRetryDelaySeconds(counted, config.llm.retryDelaySeconds),
+    Math.min(e.retryAfterSeconds ?? 0, config.llm.outageMaxBackoffSeconds),
+  );
   await database("scheduling its retry", async (db) => {
     await recordRetryableFailure(db, failure(e.message, counted, e.httpStatus));
     await requeuePrompt(db, id, counted, new Date(Date.now() + delaySeconds * 1000));
   });
-  log.info(`prompt ${id} failed; retrying in ${delaySeconds} s`, { id, outcome: "retry", reason: e.message, attempt: counted });
+  log.info(`prompt ${id} failed; retrying in ${delaySeconds} s`, { id, outcome: "retry", seconds: round2(seconds), reason: e.message, attempt: counted });
 }
 
 /**

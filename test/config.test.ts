@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { describe, test } from "node:test";
 import { DEFAULTS, describeConfig, parseConfig } from "../src/config";
+import { projectRoot } from "../src/paths";
 
 describe("config", () => {
   test("an empty environment gives the documented defaults", () => {
@@ -14,6 +17,7 @@ describe("config", () => {
     assert.equal(c.tokenEncoding, "cl100k_base");
     assert.deepEqual(c.window, { startMinutes: 60, endMinutes: 360, timeZone: "UTC" });
     assert.equal(c.shutdownGraceSeconds, 30);
+    assert.equal(c.logLevel, "info");
   });
 
   test("each bad value fails with a message naming the variable and the accepted form", () => {
@@ -30,6 +34,7 @@ describe("config", () => {
       [{ LLM_TEMPERATURE: "3" }, /^LLM_TEMPERATURE must be a number from 0 to 2/],
       [{ TOKEN_ENCODING: "bpe_magic" }, /^TOKEN_ENCODING must be a js-tiktoken encoding/],
       [{ LOG_FORMAT: "xml" }, /^LOG_FORMAT must be one of text, json/],
+      [{ LOG_LEVEL: "verbose" }, /^LOG_LEVEL must be one of debug, info, warn, error/],
     ];
     for (const [env, message] of cases) {
       assert.throws(() => parseConfig(env), (e: Error) => e.name === "ConfigError" && message.test(e.message), JSON.stringify(env));
@@ -55,5 +60,17 @@ describe("config", () => {
     assert.ok(!text.includes("Pa55word-x"), text);
     assert.ok(!text.includes("sk-live-abc123xyz"), text);
     assert.match(text, /app:\*\*\*@db\.example/);
+  });
+
+  test("every variable src/config.ts reads is in .env.example and in the README's settings table", () => {
+    const source = readFileSync(path.join(projectRoot, "src", "config.ts"), "utf8");
+    const names = [...new Set([...source.matchAll(/"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"/g)].map((m) => m[1]))];
+    assert.ok(names.length >= 20, `found only ${names.length} names`);
+    const example = readFileSync(path.join(projectRoot, ".env.example"), "utf8");
+    const readme = readFileSync(path.join(projectRoot, "README.md"), "utf8");
+    for (const name of names) {
+      assert.match(example, new RegExp(`^#? ?${name}=`, "m"), `${name} in .env.example`);
+      assert.ok(readme.includes(`\`${name}\``), `${name} in README.md`);
+    }
   });
 });

@@ -99,6 +99,14 @@ describe("errors are sorted by what they mean", () => {
     });
   }
 
+  test("403 is a configuration fault and carries the server's message", async () => {
+    llm.behaviour = () => ({ status: 403, rawBody: JSON.stringify({ error: "this key may not use this model" }) });
+    const forbidden = await failure(ollama().generate("x"));
+    assert.equal(forbidden.kind, "config");
+    assert.equal(forbidden.httpStatus, 403);
+    assert.match(forbidden.message, /HTTP 403: this key may not use this model/);
+  });
+
   test("401 and an unknown model's 404 are configuration faults", async () => {
     llm.apiKey = "right-key";
     const wrongKey = await failure(client({ LLM_PROVIDER: "openai", LLM_BASE_URL: llm.openaiBaseUrl, LLM_API_KEY: "wrong-key" }).generate("x"));

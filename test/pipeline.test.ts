@@ -207,3 +207,37 @@ describe("rows changed while queued", () => {
     }
   });
 });
+
+// Last in the file: they leave "LLM unavailable" lines in the shared worker's log, which earlier tests count.
+describe("server faults that are not the prompt's", () => {
+  test("a lone pending prompt that gets 503 on every try, while the health probe answers, is never marked error", async () => {
+    let failing = true;
+    llm.behaviour = () => (failing ? { status: 503 } : {});
+    const [id] = await insert("sola durante la caída");
+    // LLM_MAX_ATTEMPTS is 3 here: more tries than that, and the row is still pendiente and uncharged.
+    await eventually(async () => llm.generateRequests.filter((r) => r.prompt === "sola durante la caída").length >= 5, 15_000, "5 tries");
+    const [during] = await rowsOf([id]);
+    assert.equal(during.estatus, "pendiente");
+    assert.ok((during.attempts ?? 0) <= 1, `attempts charged: ${during.attempts}`);
+    failing = false;
+    const [row] = await settled([id]);
+    assert.equal(row.estatus, "listo");
+  });
+
+  test("a prompt's retry waits as long as the server's Retry-After asks", async () => {
+    let first = true;
+    llm.behaviour = (r) => {
+      if (r.prompt !== "vuelva en 1 s" || !first) return {};
+      first = false;
+      return { status: 503, headers: { "Retry-After": "1" } };
+    };
+    const ids = await insertInOrder(["vuelva en 1 s", "otra pendiente"]);
+    const rows = await settled(ids);
+    assert.deepEqual(rows.map((r) => r.estatus), ["listo", "listo"]);
+    const tries = llm.generateRequests.filter((r) => r.prompt === "vuelva en 1 s");
+    assert.equal(tries.length, 2);
+    const waitedMs = tries[1].startedAtMs - tries[0].endedAtMs!;
+    // LLM_RETRY_DELAY_SECONDS is 0.2 here; the server asked for 1 s (LLM_OUTAGE_MAX_BACKOFF_SECONDS, the cap).
+    assert.ok(waitedMs >= 950, `retried after ${waitedMs} ms`);
+  });
+});

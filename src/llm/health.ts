@@ -12,7 +12,8 @@ const log = logger("llm");
 // A 5xx or a timeout while the server's health probe still answers may be the
 // prompt's fault (it crashes the model) or the server's (it is overloaded,
 // its GPU is gone). When this many different prompts fail that way in a row,
-// with no success between, it is the server: no prompt pays for it.
+// with no success between, it is the server: no prompt pays for it. With
+// fewer prompts pending than that, every pending prompt failing is enough.
 const SERVER_FAULT_DISTINCT_PROMPTS = 3;
 
 export type HealthState = "up" | "unavailable" | "misconfigured";
@@ -45,13 +46,16 @@ export class LlmHealth {
 
   /**
    * A server-side failure (5xx, timeout, cut-off answer) of prompt `promptId`
-   * while the server answers its health probe. True if it is the server's
-   * fault, because several different prompts in a row failed that way; the
-   * caller then reports it with reportUnavailable. False: the prompt is the suspect.
+   * while the server answers its health probe; `pendingPrompts` counts the
+   * pendiente rows, this one included (up to 3 is enough). True if it is the
+   * server's fault, because several different prompts in a row failed that
+   * way, or every pending one did (a lone prompt cannot tell its own fault
+   * from the server's, and an outage must never cost a prompt). The caller
+   * then reports it with reportUnavailable. False: the prompt is the suspect.
    */
-  isServerWideFailure(promptId: number): boolean {
+  isServerWideFailure(promptId: number, pendingPrompts: number): boolean {
     this.failingPrompts.add(promptId);
-    return this.failingPrompts.size >= SERVER_FAULT_DISTINCT_PROMPTS;
+    return this.failingPrompts.size >= Math.max(1, Math.min(SERVER_FAULT_DISTINCT_PROMPTS, pendingPrompts));
   }
 
   /** 401/403/404: a retry of the same prompt cannot help; an operator must fix the settings. */

@@ -16,6 +16,18 @@ export async function loadPendingPrompt(db: Queryable, id: number): Promise<Pend
   return rows[0] ?? null;
 }
 
+/**
+ * How many rows are pendiente, counting no further than `upTo`: the legacy
+ * table has no index on estatus, so the scan stops as soon as it has enough.
+ */
+export async function countPendingUpTo(db: Queryable, upTo: number): Promise<number> {
+  const { rows } = await db.query(
+    "SELECT count(*)::int AS n FROM (SELECT 1 FROM fila_llm_anahuac WHERE estatus = 'pendiente' LIMIT $1) AS p",
+    [upTo],
+  );
+  return rows[0].n;
+}
+
 export interface Success {
   id: number;
   respuesta: string;
