@@ -136,8 +136,13 @@ export async function benchQueue(options: QueueOptions): Promise<Check[]> {
       ],
     );
     const timeRatio = floorStats.perSecond / ours.perSecond;
+    // The empty task makes no LLM request, so it has no idle gap at the LLM server, the measure the
+    // issue asks for; it is shown as well, since "no-op" can be read that strictly.
+    const emptyRatio = emptyPerSecond / ours.perSecond;
     printTable("Queue overhead ratios", ["comparison", "ratio"], [
       ["time per prompt, fila-llm / floor (LLM call only)", fmt(timeRatio, 2) + "×"],
+      ["time per prompt, fila-llm / floor (empty task, no LLM call)", fmt(emptyRatio, 2) + "×"],
+      ["time per prompt, floor (LLM call only) / floor (empty task)", fmt(emptyPerSecond / floorStats.perSecond, 2) + "×"],
       ["idle gap median, fila-llm / floor (LLM call only)", fmt(ours.gapMedianMs / floorStats.gapMedianMs, 2) + "×"],
       ["prompts/s, fila-llm / old design", fmt(ours.perSecond / legacy.perSecond, 0) + "×"],
     ]);
@@ -146,6 +151,11 @@ export async function benchQueue(options: QueueOptions): Promise<Check[]> {
       { target: "LLM idle gap p99 ≤ 20 ms", measured: `${fmt(ours.gapP99Ms, 3)} ms`, met: ours.gapP99Ms <= 20 },
       { target: "≥ 500 prompts/s with an instant LLM", measured: `${fmt(ours.perSecond)} prompts/s`, met: ours.perSecond >= 500 },
       { target: "within 2× of the graphile-worker floor", measured: `${fmt(timeRatio, 2)}× the floor's time per prompt`, met: timeRatio <= 2 },
+      {
+        target: "within 2× of the empty-task floor (no LLM call at all)",
+        measured: `${fmt(emptyRatio, 2)}× its time per job`,
+        met: emptyRatio <= 2,
+      },
     ];
   } finally {
     await llm.stop();

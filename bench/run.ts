@@ -3,8 +3,8 @@
  * PostgreSQL (the tests' server: TEST_DATABASE_URL or 127.0.0.1:5432) and the tests' LLM server
  * on loopback. Prints the machine, one table per section, and the targets met or not.
  *
- *   npm run bench                    everything, under 5 minutes on a 2-core machine
- *   npm run bench -- --full          the memory section over 100,000 prompts (several minutes more)
+ *   npm run bench                    everything, under 5 minutes on this 2-core machine
+ *   npm run bench -- --short         the memory section over 12,000 prompts instead of 100,000
  *   npm run bench -- --only=queue    one section: queue, enqueue, tokens, memory, latency
  */
 import { execFileSync } from "node:child_process";
@@ -41,7 +41,7 @@ function describeMachine(databaseUrl: string): string[] {
 }
 
 async function main(argv: string[]): Promise<void> {
-  const full = argv.includes("--full");
+  const short = argv.includes("--short");
   const only = argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
   if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
     throw new Error(`--only must be one of ${SECTIONS.join(", ")} (got "${only}")`);
@@ -59,9 +59,10 @@ async function main(argv: string[]): Promise<void> {
     if (wanted("enqueue")) checks.push(...(await benchEnqueue({ rows: 100_000, runs: 3 })));
     if (wanted("tokens")) await benchTokens();
     if (wanted("memory")) {
-      // 12,000 prompts fit the 5-minute budget and still show RSS after 10,000; --full runs 100,000.
-      const prompts = full ? 100_000 : 12_000;
-      checks.push(...(await benchMemory({ prompts, reportEvery: full ? 10_000 : 1_000, logDir })));
+      // RSS after 10,000 and after 100,000 prompts, as issue 3 asks (about 2 minutes here);
+      // --short stops at 12,000 on a machine where the whole run would not fit in 5 minutes.
+      const prompts = short ? 12_000 : 100_000;
+      checks.push(...(await benchMemory({ prompts, reportEvery: short ? 1_000 : 10_000, logDir })));
     }
     if (wanted("latency")) checks.push(...(await benchLatency()));
   } catch (error) {
