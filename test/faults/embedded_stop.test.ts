@@ -13,7 +13,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Pool } from "pg";
+import { Client } from "pg";
 import { EMBEDDED_PORT, embeddedUrl, startEmbeddedPostgres } from "../../src/db";
 import { projectRoot } from "../../src/paths";
 import { defaultAnswer, FakeLlm } from "../support/llm_server";
@@ -34,6 +34,21 @@ after(async () => {
   await llm.stop();
   rmSync(copy, { recursive: true, force: true });
 });
+
+/**
+ * One query on its own connection, closed before returning. A Client, not a
+ * Pool: pool.end() resolves before the server has seen the connection close,
+ * and a server stopped in that instant sends it an error nobody listens for.
+ */
+async function query(url: string, sql: string): Promise<unknown[]> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
 
 /** True if something accepts connections on the port. */
 function listening(port: number): Promise<boolean> {
@@ -63,12 +78,7 @@ describe("SIGTERM on the embedded PostgreSQL", () => {
     try {
       await eventually(async () => output.some((l) => l.includes("worker ready")), 60_000, `"worker ready"; output:\n${output.join("\n")}`);
       assert.ok(output.some((l) => l.includes("DATABASE_URL is not set: using an embedded PostgreSQL")), "it says it runs embedded");
-      const pool = new Pool({ connectionString: embeddedUrl(EMBEDDED_PORT), max: 1 });
-      try {
-        await pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('en el servidor embebido')");
-      } finally {
-        await pool.end();
-      }
+      await query(embeddedUrl(EMBEDDED_PORT), "INSERT INTO fila_llm_anahuac (prompt) VALUES ('en el servidor embebido')");
       await llm.waitForRequests(1, 20_000);
       child.kill("SIGTERM");
       assert.equal(await exited, 0, `exit code; output:\n${output.join("\n")}`);
@@ -81,12 +91,10 @@ describe("SIGTERM on the embedded PostgreSQL", () => {
 
     // The row, read from the same data folder once the worker is gone.
     const server = await startEmbeddedPostgres(path.join(copy, ".data", "postgres"), EMBEDDED_PORT, true);
-    const pool = new Pool({ connectionString: server.connectionString, max: 1 });
     try {
-      const { rows } = await pool.query("SELECT estatus, respuesta FROM fila_llm_anahuac");
+      const rows = await query(server.connectionString, "SELECT estatus, respuesta FROM fila_llm_anahuac");
       assert.deepEqual(rows, [{ estatus: "listo", respuesta: defaultAnswer("en el servidor embebido") }]);
     } finally {
-      await pool.end();
       await server.stop();
     }
   });
