@@ -67,6 +67,13 @@ async function ensureTemplate(admin: Client, adminUrl: string): Promise<string> 
       } finally {
         await pool.end();
       }
+      // pool.end() resolves before the server has closed those sessions, and a
+      // database with sessions cannot be renamed.
+      for (let i = 0; i < 100; i++) {
+        const { rows } = await admin.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1", [building]);
+        if (rows[0].n === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
       await admin.query(`ALTER DATABASE ${building} RENAME TO ${name}`);
       const old = await admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'fila_llm_tpl_%' AND datname <> $1", [name]);
       for (const row of old.rows) await admin.query(`DROP DATABASE IF EXISTS ${row.datname} WITH (FORCE)`);
