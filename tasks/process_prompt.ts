@@ -12,6 +12,7 @@ import type { PoolClient } from "pg";
 import { writeBehind } from "../src/answer_writer";
 import { appContext } from "../src/context";
 import { LlmError, type LlmAnswer } from "../src/llm/client";
+import { SERVER_FAULT_DISTINCT_PROMPTS } from "../src/llm/health";
 import { logger } from "../src/log";
 import { promptRetryDelaySeconds } from "../src/retry_policy";
 import { retryWhileDatabaseAway } from "../src/db";
@@ -161,7 +162,7 @@ async function handleFailure(
       if (
         e.httpStatus === 429 ||
         !(await llm.isReachable()) ||
-        health.isServerWideFailure(id, await database("counting the pending prompts", (db) => countPendingUpTo(db, 3)))
+        health.isServerWideFailure(id, await database("counting the pending prompts", (db) => countPendingUpTo(db, SERVER_FAULT_DISTINCT_PROMPTS)))
       ) {
         health.reportUnavailable(e.message, e.retryAfterSeconds);
         await putBack();

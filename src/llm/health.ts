@@ -14,7 +14,7 @@ const log = logger("llm");
 // its GPU is gone). When this many different prompts fail that way in a row,
 // with no success between, it is the server: no prompt pays for it. With
 // fewer prompts pending than that, every pending prompt failing is enough.
-const SERVER_FAULT_DISTINCT_PROMPTS = 3;
+export const SERVER_FAULT_DISTINCT_PROMPTS = 3;
 
 export type HealthState = "up" | "unavailable" | "misconfigured";
 
@@ -47,7 +47,8 @@ export class LlmHealth {
   /**
    * A server-side failure (5xx, timeout, cut-off answer) of prompt `promptId`
    * while the server answers its health probe; `pendingPrompts` counts the
-   * pendiente rows, this one included (up to 3 is enough). True if it is the
+   * pendiente rows, this one included (counting up to
+   * SERVER_FAULT_DISTINCT_PROMPTS is enough). True if it is the
    * server's fault, because several different prompts in a row failed that
    * way, or every pending one did (a lone prompt cannot tell its own fault
    * from the server's, and an outage must never cost a prompt). The caller

@@ -7,7 +7,6 @@
  * its embedded data folder (.data/ beside dist/) is not this checkout's.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { chmodSync, cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -17,7 +16,7 @@ import { Client } from "pg";
 import { EMBEDDED_PORT, embeddedUrl, startEmbeddedPostgres } from "../../src/db";
 import { projectRoot } from "../../src/paths";
 import { defaultAnswer, FakeLlm } from "../support/llm_server";
-import { eventually, testEnv } from "../support/worker";
+import { eventually, startChildWorker, testEnv } from "../support/worker";
 
 let llm: FakeLlm;
 let copy: string;
@@ -66,24 +65,17 @@ describe("SIGTERM on the embedded PostgreSQL", () => {
       return;
     }
     llm.behaviour = () => ({ delayMs: 3_000 });
-    const output: string[] = [];
-    const child = spawn(process.execPath, [path.join(copy, "dist", "src", "cli.js"), "start"], {
-      cwd: copy,
-      env: { PATH: process.env.PATH ?? "", ...testEnv(llm.origin) },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    child.stdout.on("data", (c) => output.push(...String(c).split("\n").filter(Boolean)));
-    child.stderr.on("data", (c) => output.push(...String(c).split("\n").filter(Boolean)));
-    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    const worker = startChildWorker(testEnv(llm.origin), copy);
     try {
-      await eventually(async () => output.some((l) => l.includes("worker ready")), 60_000, `"worker ready"; output:\n${output.join("\n")}`);
-      assert.ok(output.some((l) => l.includes("DATABASE_URL is not set: using an embedded PostgreSQL")), "it says it runs embedded");
+      await worker.waitFor(/worker ready/, 60_000);
+      assert.ok(worker.output.some((l) => l.includes("DATABASE_URL is not set: using an embedded PostgreSQL")), "it says it runs embedded");
       await query(embeddedUrl(EMBEDDED_PORT), "INSERT INTO fila_llm_anahuac (prompt) VALUES ('en el servidor embebido')");
-      await llm.waitForRequests(1, 20_000);
-      child.kill("SIGTERM");
-      assert.equal(await exited, 0, `exit code; output:\n${output.join("\n")}`);
+      // Started, not finished (waitForRequests waits for answers): the signal lands mid-call.
+      await eventually(async () => llm.generateRequests.length > 0, 20_000, "the LLM call to start");
+      assert.equal(llm.generateRequests[0].endedAtMs, null, "the call is still in flight when the signal comes");
+      assert.equal(await worker.stop("SIGTERM"), 0, `exit code; output:\n${worker.output.join("\n")}`);
     } finally {
-      child.kill("SIGKILL");
+      await worker.stop("SIGKILL");
     }
     assert.equal(await listening(EMBEDDED_PORT), false, "the embedded server stopped with the worker");
     assert.equal(llm.generateRequests.length, 1);

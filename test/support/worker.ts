@@ -82,10 +82,13 @@ export interface ChildWorker {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `node dist/src/cli.js start` as a child process, the way pm2 runs it. */
-export function startChildWorker(env: Record<string, string>): ChildWorker {
-  const child = spawn(process.execPath, [path.join(projectRoot, "dist", "src", "cli.js"), "start"], {
-    cwd: projectRoot,
+/**
+ * `node dist/src/cli.js start` as a child process, the way pm2 runs it, from
+ * this project or from a copy of it in `projectDir`.
+ */
+export function startChildWorker(env: Record<string, string>, projectDir = projectRoot): ChildWorker {
+  const child = spawn(process.execPath, [path.join(projectDir, "dist", "src", "cli.js"), "start"], {
+    cwd: projectDir,
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
