@@ -16,6 +16,8 @@ import { listMigrations, migrate } from "../../src/migrate";
 export const LOCAL_SERVER_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 // Any fixed number: serialises template creation across test processes.
 const TEMPLATE_LOCK_KEY = 7_004_299;
+// Templates of other migration sets kept on the server (see ensureTemplate).
+const TEMPLATES_KEPT = 4;
 
 /** True if a PostgreSQL answers at this URL within a second. */
 export async function answers(url: string): Promise<boolean> {
@@ -75,7 +77,13 @@ async function ensureTemplate(admin: Client, adminUrl: string): Promise<string> 
         await new Promise((r) => setTimeout(r, 50));
       }
       await admin.query(`ALTER DATABASE ${building} RENAME TO ${name}`);
-      const old = await admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'fila_llm_tpl_%' AND datname <> $1", [name]);
+      // Older templates go, but not the few newest: another checkout on the
+      // same server (a branch with other migrations) may be cloning one now.
+      const old = await admin.query(
+        `SELECT datname FROM pg_database WHERE datname LIKE 'fila_llm_tpl_%' AND datname NOT LIKE '%_building'
+          ORDER BY oid DESC OFFSET $1`,
+        [TEMPLATES_KEPT],
+      );
       for (const row of old.rows) await admin.query(`DROP DATABASE IF EXISTS ${row.datname} WITH (FORCE)`);
     }
   } finally {
