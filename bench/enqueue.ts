@@ -6,7 +6,7 @@
  */
 import { createTestDatabase } from "../test/support/db";
 import { migrate } from "../src/migrate";
-import { enqueueRange } from "../src/sql/enqueue";
+import { enqueueRange } from "../src/sql/jobs";
 import { BATCH_ROWS } from "../tasks/enqueue_prompts";
 import type { Check } from "./checks";
 import { fmt, hrNow } from "./support";

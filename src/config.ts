@@ -3,12 +3,11 @@
  * start-up, so a bad setting stops the process when pm2 starts it, not at 01:00.
  */
 import { config as loadDotenv } from "dotenv";
-import type { Level } from "./log";
+import type { Level, LogFormat } from "./log";
 import { isKnownEncoding } from "./tokens";
 import { parseClockTime, type WindowSpec } from "./window";
 
 export type LlmProvider = "ollama" | "openai";
-export type LogFormat = "text" | "json";
 
 export interface Config {
   /** Unset means: run on the embedded PostgreSQL kept in `.data/`. */

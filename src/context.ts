@@ -5,14 +5,14 @@
 import type { Config } from "./config";
 import type { Gate } from "./gate";
 import type { LlmClient } from "./llm/client";
-import type { LlmHealth } from "./llm/health";
+import type { OutageBreaker } from "./llm/outage_breaker";
 import type { Session } from "./session";
 import type { TokenCounter } from "./tokens";
 
 export interface AppContext {
   config: Config;
   llm: LlmClient;
-  health: LlmHealth;
+  breaker: OutageBreaker;
   gate: Gate;
   session: Session;
   tokens: TokenCounter;

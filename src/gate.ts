@@ -8,17 +8,17 @@
  * - it is the leader (concurrency 1 across all worker processes);
  * - the LLM is not in an outage backoff;
  * - the operators have not paused the queue;
- * - the window is open, or the operators forced it open (`open-now`).
+ * - the queue is open: inside the window or forced open, and not paused
+ *   (src/queue_state.ts).
  */
 import type { Pool } from "pg";
-import type { LlmHealth } from "./llm/health";
+import type { OutageBreaker } from "./llm/outage_breaker";
 import { logger } from "./log";
+import { queueState } from "./queue_state";
 import type { Session } from "./session";
 import { readControl, type ControlState } from "./sql/control";
-import { isWindowOpen, type WindowSpec } from "./window";
+import type { WindowSpec } from "./window";
 
-/** The flag every process_prompt job carries (see migrations/0004_enqueue.sql). */
-export const LLM_FLAG = "llm";
 // Operator changes (pause, open-now) take effect within this long.
 const CONTROL_CACHE_MS = 1_000;
 
@@ -36,13 +36,15 @@ export class Gate {
       window: WindowSpec;
       pool: Pool;
       session: Session;
-      health: LlmHealth;
+      breaker: OutageBreaker;
       clock: Clock;
+      /** The flag of every process_prompt job (fila_llm_prompt_job_flag(), migrations/0008). */
+      promptJobFlag: string;
     },
   ) {}
 
   /** For graphile-worker: the flags to skip on this fetch. */
-  readonly forbiddenFlags = async (): Promise<string[]> => ((await this.mayStartPrompt()) ? [] : [LLM_FLAG]);
+  readonly forbiddenFlags = async (): Promise<string[]> => ((await this.mayStartPrompt()) ? [] : [this.opts.promptJobFlag]);
 
   /** Stop starting prompts (SIGTERM/SIGINT); the one in flight may finish. */
   beginShutdown(): void {
@@ -51,16 +53,12 @@ export class Gate {
 
   /** Is the queue open now: inside the window or forced open, and not paused? */
   async isOpen(): Promise<boolean> {
-    const control = await this.readControl();
-    if (control.paused) return false;
-    const now = this.opts.clock();
-    if (control.openUntil !== null && control.openUntil > now) return true;
-    return isWindowOpen(now, this.opts.window);
+    return queueState(this.opts.clock(), this.opts.window, await this.readControl()).open;
   }
 
   /** All the conditions above, for this process. */
   async mayStartPrompt(): Promise<boolean> {
-    if (this.shuttingDown || this.opts.health.isBlocked()) return false;
+    if (this.shuttingDown || this.opts.breaker.isBlocked()) return false;
     if (!(await this.isOpen())) return false;
     return this.opts.session.tryLead();
   }

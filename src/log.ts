@@ -4,9 +4,10 @@
  * a scrubber, so a registered secret can never reach the log.
  */
 import { Logger as GraphileLogger, type LogLevel } from "graphile-worker";
-import type { LogFormat } from "./config";
 
 export type Level = "debug" | "info" | "warn" | "error";
+/** text: one human-readable line each (pm2 logs); json: one JSON object per line. */
+export type LogFormat = "text" | "json";
 export type Fields = Record<string, unknown>;
 
 export interface Log {

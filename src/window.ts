@@ -2,6 +2,7 @@
  * The whole rule of the nightly window, in local wall-clock time of one zone.
  * graphile-worker's crontab only knows UTC, so nothing else may decide this.
  */
+import { localParts } from "./local_time";
 
 export interface WindowSpec {
   /** Minutes after local midnight, 0..1439. */
@@ -27,36 +28,6 @@ export function parseClockTime(text: string): number | null {
 /** Formats minutes after midnight as "HH:MM". */
 export function formatClockTime(minutes: number): string {
   return `${String(Math.floor(minutes / 60)).padStart(2, "0")}:${String(minutes % 60).padStart(2, "0")}`;
-}
-
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-function formatterFor(timeZone: string): Intl.DateTimeFormat {
-  let formatter = formatters.get(timeZone);
-  if (!formatter) {
-    formatter = new Intl.DateTimeFormat("en-US", {
-      timeZone,
-      hourCycle: "h23",
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-    });
-    formatters.set(timeZone, formatter);
-  }
-  return formatter;
-}
-
-/** The local wall-clock reading of an instant in a zone. */
-export function localParts(instant: Date, timeZone: string): { date: string; secondsOfDay: number } {
-  const parts: Record<string, string> = {};
-  for (const p of formatterFor(timeZone).formatToParts(instant)) parts[p.type] = p.value;
-  return {
-    date: `${parts.year}-${parts.month}-${parts.day}`,
-    secondsOfDay: Number(parts.hour) * 3600 + Number(parts.minute) * 60 + Number(parts.second),
-  };
 }
 
 /** Is the window open at this instant? Start is inclusive, end exclusive. */

@@ -14,19 +14,20 @@ import type { Config } from "./config";
 import { setAppContext } from "./context";
 import { Gate, type Clock } from "./gate";
 import { createLlmClient } from "./llm/client";
-import { LlmHealth } from "./llm/health";
+import { OutageBreaker } from "./llm/outage_breaker";
 import { graphileLogger, logger, registerSecret } from "./log";
 import { projectRoot } from "./paths";
 import { Session } from "./session";
-import { enqueueOrphans } from "./sql/control";
 import { isDatabaseUnavailable } from "./db";
-import { freeOwnStaleJobs, reapDeadPools } from "./sql/reaper";
+import { enqueueOrphans, freeOwnStaleJobs, readPromptJobFlag, reapDeadPools } from "./sql/jobs";
 import { getTokenCounter } from "./tokens";
 
 const log = logger("worker");
 
 // With the reaper's 5 s grace, a killed worker's prompt runs again within ~10 s.
 const REAP_INTERVAL_MS = 5_000;
+// Past the reaper's grace and two passes more: by then a lost completion's job has been freed.
+const LOST_COMPLETION_SEARCH_MS = 20_000;
 
 /** The workers running in this process that can take on a lost completion. */
 const liveWorkers = new Set<{ completionLost(): void }>();
@@ -67,11 +68,12 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   const tokens = getTokenCounter(config.tokenEncoding);
   await tokens.count("warm-up");
   const llm = createLlmClient(config.llm);
-  const health = new LlmHealth(config.llm.outageMaxBackoffSeconds);
+  const breaker = new OutageBreaker(config.llm.outageMaxBackoffSeconds);
   const session = new Session(connectionString);
   await session.start();
-  const gate = new Gate({ window: config.window, pool, session, health, clock: options.clock ?? (() => new Date()) });
-  setAppContext({ config, llm, health, gate, session, tokens });
+  const promptJobFlag = await readPromptJobFlag(pool);
+  const gate = new Gate({ window: config.window, pool, session, breaker, clock: options.clock ?? (() => new Date()), promptJobFlag });
+  setAppContext({ config, llm, breaker, gate, session, tokens });
 
   const events: WorkerEvents = new EventEmitter();
   events.on("pool:create", ({ workerPool }) => {
@@ -81,8 +83,9 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   const runningJobIds = new Set<string>();
   events.on("job:start", ({ job }) => runningJobIds.add(job.id));
   events.on("job:complete", ({ job }) => runningJobIds.delete(job.id));
-  let completionLost = false;
-  const live = { completionLost: () => (completionLost = true) };
+  // When a completion was last lost; null when there is nothing to free.
+  let completionLostAtMs: number | null = null;
+  const live = { completionLost: () => (completionLostAtMs = Date.now()) };
 
   const runner = await run({
     pgPool: pool,
@@ -101,13 +104,13 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
     try {
       const pools = await reapDeadPools(pool, session.ownPoolIds);
       if (pools.length > 0) log.warn(`freed the jobs of ${pools.length} dead worker pool(s); their prompts run again`, { pools });
-      if (completionLost) {
-        completionLost = false;
-        const jobs = await freeOwnStaleJobs(pool, session.ownPoolIds, [...runningJobIds]).catch((error) => {
-          completionLost = true;
-          throw error;
-        });
+      if (completionLostAtMs !== null) {
+        const lostAtMs = completionLostAtMs;
+        const jobs = await freeOwnStaleJobs(pool, session.ownPoolIds, [...runningJobIds]);
         if (jobs.length > 0) log.warn(`freed ${jobs.length} job(s) whose completion was lost; they run again, and a prompt already answered is skipped`, { jobs });
+        // A job whose completion was just lost is not old enough to free on the
+        // first pass (freeOwnStaleJobs's grace); keep looking for a while.
+        if ((jobs.length > 0 || Date.now() - lostAtMs > LOST_COMPLETION_SEARCH_MS) && completionLostAtMs === lostAtMs) completionLostAtMs = null;
       }
     } catch (error) {
       log.debug("reaper could not run", { error: (error as Error).message });

@@ -9,7 +9,7 @@
  */
 import type { Task } from "graphile-worker";
 import { logger } from "../src/log";
-import { enqueueRange } from "../src/sql/enqueue";
+import { enqueueRange } from "../src/sql/jobs";
 
 declare global {
   namespace GraphileWorker {
@@ -38,14 +38,14 @@ const enqueuePrompts: Task<"enqueue_prompts"> = async (payload, helpers) => {
     return;
   }
   for (const { from, to, at } of ranges) {
-    let enqueued = 0;
+    let batches = 0;
     for (let next = from; next <= to; ) {
       const last = await helpers.withPgClient((db) => enqueueRange(db, next, to, at, BATCH_ROWS));
       if (last === null) break;
-      enqueued += 1;
+      batches += 1;
       next = last + 1;
     }
-    log.info(`enqueued the prompts of a bulk statement, ids ${from}–${to}`, { from, to, batches: enqueued });
+    log.info(`enqueued the prompts of a bulk statement, ids ${from}–${to}`, { from, to, batches });
   }
 };
 

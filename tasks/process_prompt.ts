@@ -3,28 +3,27 @@
  *
  * LLM failures never throw to graphile-worker: its attempt count and exp()
  * backoff (up to ~6 h) would spend attempts on outages and push retries past
- * the night. Instead the task records the outcome or re-adds itself with the
- * same job key, counting in the payload only the failures that are the
- * prompt's own (see retry_policy.ts and docs/architecture.md).
+ * the night. Instead the task gathers the facts of a failure, asks
+ * src/failure_policy.ts what they mean, and records the outcome or re-adds
+ * itself with the same job key, counting in the payload only the failures
+ * that are the prompt's own.
  */
 import type { JobHelpers, Task } from "graphile-worker";
 import type { PoolClient } from "pg";
 import { writeBehind } from "../src/answer_writer";
 import { appContext } from "../src/context";
-import { LlmError, type LlmAnswer } from "../src/llm/client";
-import { SERVER_FAULT_DISTINCT_PROMPTS } from "../src/llm/health";
-import { logger } from "../src/log";
-import { promptRetryDelaySeconds } from "../src/retry_policy";
 import { retryWhileDatabaseAway } from "../src/db";
 import {
-  countPendingUpTo,
-  loadPendingPrompt,
-  recordFinalFailure,
-  recordRetryableFailure,
-  recordSuccess,
-  requeuePrompt,
-  type Failure,
-} from "../src/sql/prompts";
+  decideFailure,
+  needsServerFacts,
+  SERVER_FAULT_DISTINCT_PROMPTS,
+  type FailureDecision,
+  type FailureFacts,
+} from "../src/failure_policy";
+import { LlmError, type LlmAnswer } from "../src/llm/client";
+import { logger } from "../src/log";
+import { requeuePrompt } from "../src/sql/jobs";
+import { countPendingUpTo, loadPendingPrompt, recordFinalFailure, recordRetryableFailure, recordSuccess, type Failure } from "../src/sql/prompts";
 
 declare global {
   namespace GraphileWorker {
@@ -45,8 +44,10 @@ const DATABASE_WAIT_MAX_SECONDS = 600;
  * is safe to repeat (guarded by estatus = 'pendiente', or keyed by job key).
  * Stops waiting when graphile-worker aborts the job (shutdown grace over).
  */
-function jobDatabase(helpers: JobHelpers, id: number) {
-  return <T>(what: string, query: (db: PoolClient) => Promise<T>): Promise<T> =>
+type JobDatabase = <T>(what: string, query: (db: PoolClient) => Promise<T>) => Promise<T>;
+
+function jobDatabase(helpers: JobHelpers, id: number): JobDatabase {
+  return (what, query) =>
     retryWhileDatabaseAway(`${what} for prompt ${id}`, () => helpers.withPgClient(query), {
       log,
       maxWaitSeconds: DATABASE_WAIT_MAX_SECONDS,
@@ -69,7 +70,7 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     return;
   }
   const { id, failures } = parsed;
-  const { config, llm, health, gate, session, tokens } = appContext();
+  const { config, llm, breaker, gate, session, tokens } = appContext();
   const database = jobDatabase(helpers, id);
 
   const row = await database("loading the row", (db) => loadPendingPrompt(db, id));
@@ -100,15 +101,17 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     answer = await llm.generate(row.prompt, cancel.signal);
   } catch (error) {
     const seconds = (performance.now() - startedMs) / 1000;
-    await handleFailure(helpers, database, id, failures, error, seconds, (message, counted, status) =>
-      failure(message, counted, seconds, startedAt, status),
+    const e = error instanceof LlmError ? error : new LlmError("unavailable", String((error as Error)?.message ?? error));
+    const decision = decideFailure(await failureFacts(database, id, failures, e), config.llm);
+    await recordDecision(helpers, database, id, failures, decision, e, seconds, (message, counted) =>
+      failure(message, counted, seconds, startedAt, e.httpStatus),
     );
     return;
   } finally {
     cancel.dispose();
   }
   const seconds = (performance.now() - startedMs) / 1000;
-  health.reportSuccess();
+  breaker.reportSuccess();
 
   // PostgreSQL TEXT cannot hold NUL; a model that emits one must not lose its whole answer.
   const respuesta = answer.text.includes("\u0000") ? answer.text.replaceAll("\u0000", "\uFFFD") : answer.text;
@@ -131,69 +134,52 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
   });
 };
 
-/** Decides what an LLM failure means for this prompt, and records it. */
-async function handleFailure(
+/** The facts the failure policy needs; the server is probed only when the decision depends on it. */
+async function failureFacts(database: JobDatabase, id: number, failures: number, e: LlmError): Promise<FailureFacts> {
+  const { llm, breaker } = appContext();
+  const facts: FailureFacts = { error: e, failuresBefore: failures };
+  if (!needsServerFacts(e)) return facts;
+  facts.serverReachable = await llm.isReachable();
+  if (facts.serverReachable) {
+    facts.failingPromptsInARow = breaker.noteServerSideFailure(id);
+    facts.pendingPrompts = await database("counting the pending prompts", (db) => countPendingUpTo(db, SERVER_FAULT_DISTINCT_PROMPTS));
+  }
+  return facts;
+}
+
+/** Carries out the policy's decision: the row, the job, the breaker and the log line. */
+async function recordDecision(
   helpers: JobHelpers,
-  database: ReturnType<typeof jobDatabase>,
+  database: JobDatabase,
   id: number,
-  failures: number,
-  error: unknown,
+  failuresBefore: number,
+  decision: FailureDecision,
+  e: LlmError,
   seconds: number,
-  failure: (message: string, counted: number, httpStatus: number | null) => Failure,
+  failure: (message: string, counted: number) => Failure,
 ): Promise<void> {
-  const { config, llm, health } = appContext();
-  const e = error instanceof LlmError ? error : new LlmError("unavailable", String((error as Error)?.message ?? error));
-  const putBack = () => database("putting it back", (db) => requeuePrompt(db, id, failures, helpers.job.run_at));
-
-  switch (e.kind) {
-    case "aborted":
-      // Shutdown grace over, or leadership lost: not the prompt's fault, keep its place.
-      await putBack();
-      log.warn(`prompt ${id} interrupted; it stays pendiente and runs again`, { id, outcome: "interrupted" });
+  const { breaker } = appContext();
+  switch (decision.action) {
+    case "keep_place":
+      if (decision.breaker === "unavailable") breaker.reportUnavailable(decision.message, e.retryAfterSeconds);
+      if (decision.breaker === "misconfigured") breaker.reportMisconfigured(decision.message);
+      await database("putting it back", (db) => requeuePrompt(db, id, failuresBefore, helpers.job.run_at));
+      if (decision.cause === "interrupted") log.warn(`prompt ${id} interrupted; it stays pendiente and runs again`, { id, outcome: "interrupted" });
       return;
-    case "config":
-      health.reportMisconfigured(e.message);
-      await putBack();
+    case "fail":
+      await database("recording the error", (db) => recordFinalFailure(db, failure(decision.message, decision.failures)));
+      log.info(`prompt ${id} error`, { id, outcome: "error", seconds: round2(seconds), reason: decision.message, attempt: decision.failures });
       return;
-    case "unavailable":
-      // A 429, a server that does not even answer its health probe, or one
-      // that fails prompt after prompt, is an outage: no prompt pays for it.
-      // Otherwise this prompt is the suspect.
-      if (
-        e.httpStatus === 429 ||
-        !(await llm.isReachable()) ||
-        health.isServerWideFailure(id, await database("counting the pending prompts", (db) => countPendingUpTo(db, SERVER_FAULT_DISTINCT_PROMPTS)))
-      ) {
-        health.reportUnavailable(e.message, e.retryAfterSeconds);
-        await putBack();
-        return;
-      }
-      break;
-    case "prompt":
-      await database("recording the error", (db) => recordFinalFailure(db, failure(e.message, failures + 1, e.httpStatus)));
-      log.info(`prompt ${id} error`, { id, outcome: "error", seconds: round2(seconds), reason: e.message, attempt: failures + 1 });
+    case "retry":
+      await database("scheduling its retry", async (db) => {
+        await recordRetryableFailure(db, failure(decision.message, decision.failures));
+        await requeuePrompt(db, id, decision.failures, new Date(Date.now() + decision.delaySeconds * 1000));
+      });
+      log.info(`prompt ${id} failed; retrying in ${decision.delaySeconds} s`, {
+        id, outcome: "retry", seconds: round2(seconds), reason: decision.message, attempt: decision.failures,
+      });
       return;
-    case "bad_response":
-      break;
   }
-
-  const counted = failures + 1;
-  if (counted >= config.llm.maxAttempts) {
-    const message = `${e.message} (failed ${counted} times; LLM_MAX_ATTEMPTS=${config.llm.maxAttempts})`;
-    await database("recording the error", (db) => recordFinalFailure(db, failure(message, counted, e.httpStatus)));
-    log.info(`prompt ${id} error`, { id, outcome: "error", seconds: round2(seconds), reason: message, attempt: counted });
-    return;
-  }
-  // A server that says when to come back (Retry-After on a 503, say) is taken at its word, within the outage cap.
-  const delaySeconds = Math.max(
-    promptRetryDelaySeconds(counted, config.llm.retryDelaySeconds),
-    Math.min(e.retryAfterSeconds ?? 0, config.llm.outageMaxBackoffSeconds),
-  );
-  await database("scheduling its retry", async (db) => {
-    await recordRetryableFailure(db, failure(e.message, counted, e.httpStatus));
-    await requeuePrompt(db, id, counted, new Date(Date.now() + delaySeconds * 1000));
-  });
-  log.info(`prompt ${id} failed; retrying in ${delaySeconds} s`, { id, outcome: "retry", seconds: round2(seconds), reason: e.message, attempt: counted });
 }
 
 /**

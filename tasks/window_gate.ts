@@ -13,8 +13,9 @@ import { appContext } from "../src/context";
 import { logger } from "../src/log";
 import { progressLine, summaryLine } from "../src/ops/progress";
 import { isDatabaseUnavailable } from "../src/db";
-import { countPending, enqueueOrphans, recordWindowState } from "../src/sql/control";
-import { readOpenPeriod } from "../src/sql/ops";
+import { readOpenPeriod, recordWindowState } from "../src/sql/control";
+import { enqueueOrphans } from "../src/sql/jobs";
+import { countPending } from "../src/sql/prompts";
 import { describeWindow } from "../src/window";
 
 declare global {
@@ -25,7 +26,7 @@ declare global {
   }
 }
 
-const log = logger("gate");
+const log = logger("window_gate");
 
 const windowGate: Task<"window_gate"> = async (_payload, helpers) => {
   try {

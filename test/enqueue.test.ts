@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
-import { createTestDatabase, type TestDatabase } from "./support/db";
+import { createTestDatabase, reset, type TestDatabase } from "./support/db";
 import { FakeLlm } from "./support/llm_server";
 import { eventually, startInProcessWorker, testEnv } from "./support/worker";
 
@@ -12,7 +12,7 @@ after(async () => {
   await db.drop();
 });
 beforeEach(async () => {
-  await db.pool.query("DELETE FROM graphile_worker._private_jobs; TRUNCATE fila_llm_anahuac RESTART IDENTITY");
+  await reset(db.pool);
 });
 
 async function jobs() {

@@ -10,11 +10,13 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { parseConfig } from "../src/config";
-import { currentOrNextNight, lastClosedNight, nightOf, parseDuration, parseMoment } from "../src/ops/nights";
+import { parseMoment } from "../src/local_time";
+import { currentOrNextNight, lastClosedNight, nightOf } from "../src/ops/nights";
+import { parseDuration } from "../src/ops/text";
 import { readNightReport, renderReport } from "../src/ops/report";
 import { renderReportHtml } from "../src/ops/report_html";
 import { isWindowOpen, type WindowSpec } from "../src/window";
-import { createTestDatabase, type TestDatabase } from "./support/db";
+import { createTestDatabase, reset, type TestDatabase } from "./support/db";
 import { cliEnv, runCli, seedRun } from "./support/ops";
 
 const spec = (start: string, end: string, zone: string): WindowSpec =>
@@ -92,7 +94,7 @@ describe("the report of one night", () => {
     rmSync(dir, { recursive: true, force: true });
   });
   beforeEach(async () => {
-    await db.pool.query("DELETE FROM graphile_worker._private_jobs; DELETE FROM fila_llm_anahuac; DELETE FROM fila_llm_outcome");
+    await reset(db.pool);
     // Night 2026-11-27 in Mexico City: 07:00Z–12:00Z. Twelve runs of 60–170 s from 01:05 local.
     let t = Date.parse("2026-11-27T07:05:00Z");
     for (let i = 0; i < 12; i++) {

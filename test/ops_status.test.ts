@@ -8,7 +8,7 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import { Pool } from "pg";
 import { parseConfig } from "../src/config";
 import { readStatus, renderStatus } from "../src/ops/status";
-import { createTestDatabase, type TestDatabase } from "./support/db";
+import { createTestDatabase, reset, type TestDatabase } from "./support/db";
 import { cliEnv, runCli, seedRun } from "./support/ops";
 
 const window = parseConfig({ WINDOW_START: "01:00", WINDOW_END: "06:00", WINDOW_TZ: "America/Mexico_City" }).window;
@@ -23,10 +23,7 @@ after(async () => {
   await db.drop();
 });
 beforeEach(async () => {
-  await db.pool.query(
-    `DELETE FROM graphile_worker._private_jobs; DELETE FROM fila_llm_anahuac; DELETE FROM fila_llm_outcome;
-     UPDATE fila_llm_control SET paused = false, open_until = NULL`,
-  );
+  await reset(db.pool);
 });
 
 /** Last night's runs, one from the night before, one in the daytime, and three pending rows. */

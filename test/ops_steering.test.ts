@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { createPool } from "../src/db";
-import { createTestDatabase, type TestDatabase } from "./support/db";
+import { createTestDatabase, reset, type TestDatabase } from "./support/db";
 import { cliEnv, runCli, seedRun } from "./support/ops";
 
 let db: TestDatabase;
@@ -17,10 +17,7 @@ after(async () => {
   await db.drop();
 });
 beforeEach(async () => {
-  await db.pool.query(
-    `DELETE FROM graphile_worker._private_jobs; DELETE FROM fila_llm_anahuac; DELETE FROM fila_llm_outcome;
-     UPDATE fila_llm_control SET paused = false, open_until = NULL`,
-  );
+  await reset(db.pool);
 });
 
 async function row(id: number) {

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
-import { createTestDatabase, type TestDatabase } from "./support/db";
+import { createTestDatabase, insert, reset, type TestDatabase } from "./support/db";
 import { FakeLlm } from "./support/llm_server";
 import { seedRun } from "./support/ops";
 import { eventually, MovableClock, startInProcessWorker, testEnv, type InProcessWorker } from "./support/worker";
@@ -49,19 +49,8 @@ beforeEach(async () => {
   llm.behaviour = () => ({});
   llm.requests.length = 0;
   llm.maxInFlight = 0;
-  await db.pool.query(
-    `DELETE FROM graphile_worker._private_jobs; DELETE FROM fila_llm_anahuac; DELETE FROM fila_llm_outcome;
-     UPDATE fila_llm_control SET paused = false, open_until = NULL, window_open = NULL, progress_logged_at = NULL`,
-  );
+  await reset(db.pool);
 });
-
-async function insert(prompts: string[]): Promise<number[]> {
-  const { rows } = await db.pool.query(
-    "INSERT INTO fila_llm_anahuac (prompt) SELECT p FROM unnest($1::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n RETURNING id",
-    [prompts],
-  );
-  return rows.map((r) => r.id);
-}
 
 async function row(id: number) {
   const { rows } = await db.pool.query(
@@ -82,7 +71,7 @@ describe("pause and resume, with a real worker", () => {
     setClock("2026-11-27T03:00:00Z");
     await db.pool.query("SELECT fila_llm_pause()");
     worker = await startInProcessWorker(db, nightEnv(), { clock });
-    const ids = await insert(["uno", "dos", "tres"]);
+    const ids = await insert(db.pool, "uno", "dos", "tres");
     await sleep(2500);
     assert.equal(llm.generateRequests.length, 0, "no request while paused, although the window is open");
     assert.deepEqual((await Promise.all(ids.map(row))).map((r) => r.estatus), ["pendiente", "pendiente", "pendiente"]);
@@ -98,7 +87,7 @@ describe("pause and resume, with a real worker", () => {
     setClock("2026-11-27T03:00:00Z");
     llm.behaviour = () => ({ delayMs: 1500 });
     worker = await startInProcessWorker(db, nightEnv(), { clock });
-    const ids = await insert(["primero", "segundo", "tercero"]);
+    const ids = await insert(db.pool, "primero", "segundo", "tercero");
     await eventually(async () => llm.generateRequests.length >= 1, 5000, "the first request");
     await db.pool.query("SELECT fila_llm_pause()");
     await eventually(async () => (await row(ids[0])).estatus === "listo", 5000, "the running prompt to finish");
@@ -111,7 +100,7 @@ describe("pause and resume, with a real worker", () => {
 describe("open-now, with a real worker", () => {
   test("open-now: requests outside the window, one at a time; resume returns to the schedule", async () => {
     worker = await startInProcessWorker(db, closedNowEnv());
-    const ids = await insert(["urgente 1", "urgente 2", "urgente 3"]);
+    const ids = await insert(db.pool, "urgente 1", "urgente 2", "urgente 3");
     await sleep(2000);
     assert.equal(llm.generateRequests.length, 0, "the window is closed");
 
@@ -124,19 +113,26 @@ describe("open-now, with a real worker", () => {
 
     await db.pool.query("SELECT fila_llm_resume()");
     await sleep(CONTROL_CACHE_MS);
-    const [later] = await insert(["después de resume"]);
+    const [later] = await insert(db.pool, "después de resume");
     await sleep(2500);
     assert.equal(llm.generateRequests.length, 3, "back to the schedule: the window is closed");
     assert.equal((await row(later)).estatus, "pendiente");
   });
 
-  test("an open-now that has run out starts nothing", async () => {
+  test("an open-now that has run out starts nothing; a new one starts the waiting prompt", async () => {
     worker = await startInProcessWorker(db, closedNowEnv());
     await db.pool.query("SELECT fila_llm_open_now(interval '1 second')");
     await sleep(1500);
-    await insert(["tarde"]);
+    const [late] = await insert(db.pool, "tarde");
     await sleep(2500);
-    assert.equal(llm.generateRequests.length, 0);
+    assert.equal(llm.generateRequests.length, 0, "the 1 s open-now is over and the window is closed");
+    assert.equal((await row(late)).estatus, "pendiente");
+    // The same worker and prompt: what kept it waiting was the expiry, nothing else.
+    const reopenedAtMs = Date.now();
+    await db.pool.query("SELECT fila_llm_open_now(interval '2 hours')");
+    await llm.waitForRequests(1, 10_000);
+    assert.ok(llm.generateRequests[0].startedAtMs - reopenedAtMs < 5000, "started within 5 s of the new open-now");
+    await eventually(async () => (await row(late)).estatus === "listo", 5000, "the late prompt");
   });
 });
 
@@ -145,7 +141,7 @@ describe("cancel and retry, with a real worker", () => {
     setClock("2026-11-27T03:00:00Z");
     llm.behaviour = (req) => (req.prompt === "lento" ? { delayMs: 1500 } : {});
     worker = await startInProcessWorker(db, nightEnv(), { clock });
-    const [slow, cancelled, normal] = await insert(["lento", "cancelado", "normal"]);
+    const [slow, cancelled, normal] = await insert(db.pool, "lento", "cancelado", "normal");
     await eventually(async () => llm.generateRequests.length >= 1, 5000, "the slow request");
     await db.pool.query("SELECT fila_llm_cancel($1), fila_llm_cancel($2)", [cancelled, slow]);
     await eventually(async () => (await row(normal)).estatus === "listo", 10_000, "the next prompt");
@@ -203,7 +199,7 @@ describe("window_gate's report of the night", () => {
     } finally {
       client.release();
     }
-    const ids = await insert(["a", "b"]);
+    const ids = await insert(db.pool, "a", "b");
     await eventually(() => allListo(ids), 10_000, "two answers");
 
     await runGate();

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
-import { createTestDatabase, type TestDatabase } from "./support/db";
+import { createTestDatabase, reset, type TestDatabase } from "./support/db";
 import { FakeLlm } from "./support/llm_server";
 import { eventually, MovableClock, startInProcessWorker, testEnv, type InProcessWorker } from "./support/worker";
 
@@ -30,7 +30,7 @@ beforeEach(async () => {
   worker = null;
   llm.behaviour = () => ({});
   llm.requests.length = 0;
-  await db.pool.query("DELETE FROM graphile_worker._private_jobs; DELETE FROM fila_llm_anahuac");
+  await reset(db.pool);
 });
 
 async function statuses(): Promise<string[]> {

@@ -6,12 +6,14 @@
 import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import type { Config } from "../config";
-import { readControl } from "../sql/control";
-import { cancelPrompt, openQueueNow, pauseQueue, promptEstatus, resumeQueue, retryErrors, retryPrompt } from "../sql/ops";
+import { formatLocal, isDate, parseMoment } from "../local_time";
+import { openQueueNow, pauseQueue, readControl, resumeQueue } from "../sql/control";
+import { cancelPrompt, promptEstatus, retryErrors, retryPrompt } from "../sql/prompts";
 import type { Queryable } from "../sql/queryable";
 import { describeWindow, isWindowOpen, nextWindowChange } from "../window";
 import { openOpsDatabase } from "./database";
-import { formatDuration, formatLocal, isDate, lastClosedNight, nightOf, parseDuration, parseMoment } from "./nights";
+import { lastClosedNight, nightOf } from "./nights";
+import { formatDuration, parseDuration } from "./text";
 import { readNightReport, renderReport } from "./report";
 import { renderReportHtml } from "./report_html";
 import { readStatus, renderStatus } from "./status";

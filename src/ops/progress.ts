@@ -3,11 +3,13 @@
  * every few minutes while the queue is open, and a one-line summary when it
  * closes. Each line is claimed in fila_llm_control, so only one process logs it.
  */
+import { formatLocal } from "../local_time";
 import type { Fields } from "../log";
-import { claimProgressLine, databaseNow, queueCounts, runStats } from "../sql/ops";
+import { claimProgressLine } from "../sql/control";
 import type { Queryable } from "../sql/queryable";
+import { databaseNow, queueCounts, runStats } from "../sql/reports";
 import { nextWindowChange, type WindowSpec } from "../window";
-import { formatDuration, formatLocal } from "./nights";
+import { formatDuration } from "./text";
 
 // Often enough to see a stall within the hour under `pm2 logs`, rare enough
 // that a 5-hour night logs 20 lines, not hundreds.

@@ -3,11 +3,12 @@
  * nights.ts for what a night is), as text, JSON, or a self-contained HTML page
  * (report_html.ts).
  */
+import { formatLocal, toLocalInstant, type LocalInstant } from "../local_time";
 import type { Queryable } from "../sql/queryable";
-import { errorGroups, queueCounts, runsIn, runStats, type ErrorGroup, type PromptRun, type RunStats } from "../sql/ops";
+import { errorGroups, queueCounts, runsIn, runStats, type ErrorGroup, type PromptRun, type RunStats } from "../sql/reports";
 import { describeWindow, type WindowSpec } from "../window";
-import { formatLocal, toLocalInstant, type LocalInstant, type Night } from "./nights";
-import { count, errorLines, nightLines } from "./text";
+import type { Night } from "./nights";
+import { count, errorLines, formatDuration, seconds } from "./text";
 
 export interface NightSummary extends RunStats {
   night: string;
@@ -34,6 +35,18 @@ export async function summariseNight(db: Queryable, night: Night, window: Window
     busyFraction: windowSeconds > 0 ? stats.busySeconds / windowSeconds : 0,
   };
 }
+
+/** The lines of the night statistics, shared by status and report. */
+export function nightLines(s: NightSummary): string[] {
+  if (s.listo + s.errors === 0) return ["nothing ran"];
+  return [
+    `${count(s.listo)} listo, ${count(s.errors)} error · tokens in ${count(s.tokensIn)} / out ${count(s.tokensOut)}`,
+    `tiempo_ejecucion (listo): median ${seconds(s.medianSeconds)} · p95 ${seconds(s.p95Seconds)} · max ${seconds(s.maxSeconds)}`,
+    `${s.tokensPerSecond === null ? "–" : s.tokensPerSecond.toFixed(1)} tokens out per second · ` +
+      `LLM busy ${formatDuration(s.busySeconds)}, ${(s.busyFraction * 100).toFixed(0)}% of the window`,
+  ];
+}
+
 
 export interface NightReport {
   window: string;

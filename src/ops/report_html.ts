@@ -4,11 +4,10 @@
  * tiempo_ejecucion, drawn as plain SVG here on the server. No script, no
  * font, no image, no stylesheet to fetch: it opens the same offline.
  */
-import { localParts } from "../window";
-import type { PromptRun } from "../sql/ops";
-import { formatDuration, formatLocal } from "./nights";
+import { formatLocal, localParts } from "../local_time";
+import type { PromptRun } from "../sql/reports";
 import type { NightReport } from "./report";
-import { count, seconds } from "./text";
+import { count, formatDuration, seconds } from "./text";
 
 const COLOURS = { listo: "#2e7d32", error: "#c62828" } as const;
 const WIDTH = 1100;

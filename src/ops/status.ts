@@ -3,13 +3,16 @@
  * window open, what is queued and running, how did last night go, will the
  * pending rows fit tonight, and what failed and why.
  */
-import type { Queryable } from "../sql/queryable";
+import { toLocalInstant, type LocalInstant } from "../local_time";
+import { queueState } from "../queue_state";
 import { readControl } from "../sql/control";
-import { errorGroups, queueCounts, runningPrompts, runStats, type ErrorGroup, type QueueCounts, type RunningPrompt } from "../sql/ops";
-import { describeWindow, isWindowOpen, nextWindowChange, type WindowSpec } from "../window";
-import { currentOrNextNight, formatDuration, lastClosedNight, recentNights, toLocalInstant, type LocalInstant, type Night } from "./nights";
-import { summariseNight, type NightSummary } from "./report";
-import { count, errorLines, nightLines, seconds } from "./text";
+import { runningPrompts, type RunningPrompt } from "../sql/jobs";
+import type { Queryable } from "../sql/queryable";
+import { errorGroups, queueCounts, runStats, type ErrorGroup, type QueueCounts } from "../sql/reports";
+import { describeWindow, nextWindowChange, type WindowSpec } from "../window";
+import { currentOrNextNight, lastClosedNight, recentNights, type Night } from "./nights";
+import { nightLines, summariseNight, type NightSummary } from "./report";
+import { count, errorLines, formatDuration, seconds } from "./text";
 
 // A week smooths out one odd night without hiding a change of model.
 const ESTIMATE_NIGHTS = 7;
@@ -48,9 +51,7 @@ export interface Status {
 
 /** Reads everything the status screen shows, as of `now`. */
 export async function readStatus(db: Queryable, window: WindowSpec, now = new Date()): Promise<Status> {
-  const control = await readControl(db);
-  const forced = control.openUntil !== null && control.openUntil > now;
-  const inWindow = isWindowOpen(now, window);
+  const state = queueState(now, window, await readControl(db));
   const next = nextWindowChange(now, window);
   const after = next ? nextWindowChange(next.at, window) : null;
   const opening = next?.opens ? next.at : after?.at ?? null;
@@ -71,10 +72,10 @@ export async function readStatus(db: Queryable, window: WindowSpec, now = new Da
     window: {
       spec: describeWindow(window),
       timeZone: window.timeZone,
-      inWindow,
-      queueOpen: !control.paused && (inWindow || forced),
-      paused: control.paused,
-      forcedOpenUntil: forced ? toLocalInstant(control.openUntil!, window.timeZone) : null,
+      inWindow: state.inWindow,
+      queueOpen: state.open,
+      paused: state.paused,
+      forcedOpenUntil: state.forcedOpenUntil ? toLocalInstant(state.forcedOpenUntil, window.timeZone) : null,
       nextOpening: opening ? toLocalInstant(opening, window.timeZone) : null,
       nextClosing: closing ? toLocalInstant(closing, window.timeZone) : null,
     },

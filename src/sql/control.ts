@@ -1,4 +1,8 @@
-/** Queries on fila_llm_control, the operators' steering state, and on the queue's shape. */
+/**
+ * Every query on fila_llm_control: the operators' steering (pause, resume,
+ * open-now, each a SQL function of migrations/0007 that SQL users call too)
+ * and window_gate's bookkeeping of the queue's open periods.
+ */
 import type { Queryable } from "./queryable";
 
 export interface ControlState {
@@ -11,8 +15,26 @@ export async function readControl(db: Queryable): Promise<ControlState> {
   return { paused: rows[0]?.paused ?? false, openUntil: rows[0]?.open_until ?? null };
 }
 
+/** fila_llm_pause. */
+export async function pauseQueue(db: Queryable): Promise<void> {
+  await db.query("SELECT fila_llm_pause()");
+}
+
+/** fila_llm_resume: unpaused, and any open-now ended. */
+export async function resumeQueue(db: Queryable): Promise<void> {
+  await db.query("SELECT fila_llm_resume()");
+}
+
+/** fila_llm_open_now: open outside the window for this long; returns until when. */
+export async function openQueueNow(db: Queryable, seconds: number): Promise<Date> {
+  const { rows } = await db.query("SELECT fila_llm_open_now(make_interval(secs => $1)) AS until", [seconds]);
+  return rows[0].until;
+}
+
+// --- The queue's open periods, for window_gate's opening, progress and summary lines.
+
 /**
- * Records the window state the gate sees; returns true only for the one call
+ * Records the queue state the gate sees; returns true only for the one call
  * (across all processes) that observes a change, so each change is logged once.
  */
 export async function recordWindowState(db: Queryable, open: boolean): Promise<boolean> {
@@ -24,28 +46,30 @@ export async function recordWindowState(db: Queryable, open: boolean): Promise<b
   return rowCount === 1;
 }
 
-export async function countPending(db: Queryable): Promise<number> {
-  const { rows } = await db.query("SELECT count(*)::int AS n FROM fila_llm_anahuac WHERE estatus = 'pendiente'");
-  return rows[0].n;
+export interface OpenPeriod {
+  /** The state window_gate last recorded (null before its first run). */
+  open: boolean | null;
+  /** When it last changed, by the database's clock. */
+  since: Date | null;
+}
+
+export async function readOpenPeriod(db: Queryable): Promise<OpenPeriod> {
+  const { rows } = await db.query("SELECT window_open, window_changed_at FROM fila_llm_control");
+  return { open: rows[0]?.window_open ?? null, since: rows[0]?.window_changed_at ?? null };
 }
 
 /**
- * Re-enqueues 'pendiente' rows that have no live job: none with their key, or
- * only one that graphile-worker gave up on. Nothing may stay silently stuck.
- * Waits while a bulk statement's jobs are still being added (enqueue_prompts),
- * whose rows would look orphaned and lose their FIFO place.
+ * Claims the next progress line: true for exactly one caller (across all
+ * processes) once the queue has been open `everyMinutes` since it opened or
+ * since the last line. Returns the opening instant when claimed.
  */
-export async function enqueueOrphans(db: Queryable): Promise<number[]> {
+export async function claimProgressLine(db: Queryable, everyMinutes: number): Promise<Date | null> {
   const { rows } = await db.query(
-    `WITH orphans AS (
-       SELECT a.id FROM fila_llm_anahuac a
-        WHERE a.estatus = 'pendiente'
-          AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs j
-                           WHERE j.key = fila_llm_job_key(a.id) AND j.attempts < j.max_attempts)
-          AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs j
-                            JOIN graphile_worker._private_tasks t ON t.id = j.task_id
-                           WHERE t.identifier = 'enqueue_prompts' AND j.attempts < j.max_attempts))
-     SELECT array_agg(id ORDER BY id) AS ids, fila_llm_enqueue(array_agg(id ORDER BY id)) FROM orphans`,
+    `UPDATE fila_llm_control SET progress_logged_at = now()
+      WHERE window_open
+        AND greatest(progress_logged_at, window_changed_at) <= now() - make_interval(mins => $1)
+      RETURNING window_changed_at`,
+    [everyMinutes],
   );
-  return rows[0].ids ?? [];
+  return rows[0]?.window_changed_at ?? null;
 }

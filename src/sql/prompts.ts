@@ -1,7 +1,9 @@
 /**
- * Every query on fila_llm_anahuac and fila_llm_outcome that the worker runs.
- * Writes are guarded by estatus = 'pendiente', so a duplicated or late job
- * never overwrites a finished row.
+ * Queries on the prompts themselves: the rows of fila_llm_anahuac and their
+ * outcomes in fila_llm_outcome. The worker's writes are guarded by
+ * estatus = 'pendiente', so a duplicated or late job never overwrites a
+ * finished row. The operators' retry and cancel are SQL functions of
+ * migrations/0007 (SQL users get the same powers); they are called from here.
  */
 import type { Queryable } from "./queryable";
 
@@ -14,6 +16,12 @@ export interface PendingPrompt {
 export async function loadPendingPrompt(db: Queryable, id: number): Promise<PendingPrompt | null> {
   const { rows } = await db.query("SELECT id, prompt FROM fila_llm_anahuac WHERE id = $1 AND estatus = 'pendiente'", [id]);
   return rows[0] ?? null;
+}
+
+/** Every 'pendiente' row: for the log lines at the window's opening and closing, not for anything periodic. */
+export async function countPending(db: Queryable): Promise<number> {
+  const { rows } = await db.query("SELECT count(*)::int AS n FROM fila_llm_anahuac WHERE estatus = 'pendiente'");
+  return rows[0].n;
 }
 
 /**
@@ -112,16 +120,26 @@ export async function recordRetryableFailure(db: Queryable, f: Failure): Promise
   );
 }
 
-/**
- * Puts the prompt back in the queue as a fresh job (graphile-worker's own
- * attempt count and exp() backoff are not used; see retry_policy.ts).
- * Called from inside the running job: add_job gives the job key to the new
- * job, and the running one is deleted when it completes.
- */
-export async function requeuePrompt(db: Queryable, id: number, failures: number, runAt: Date): Promise<void> {
-  await db.query(
-    `SELECT graphile_worker.add_job('process_prompt', json_build_object('id', $1::int, 'failures', $2::int),
-        run_at := $3, job_key := fila_llm_job_key($1), flags := ARRAY['llm'])`,
-    [id, failures, runAt],
-  );
+/** The estatus of one row, or null if there is no such row (for the CLI's messages). */
+export async function promptEstatus(db: Queryable, id: number): Promise<string | null> {
+  const { rows } = await db.query("SELECT estatus FROM fila_llm_anahuac WHERE id = $1", [id]);
+  return rows[0]?.estatus ?? null;
+}
+
+/** fila_llm_retry: one 'error' row back to 'pendiente'; false if it was not in 'error'. */
+export async function retryPrompt(db: Queryable, id: number): Promise<boolean> {
+  const { rows } = await db.query("SELECT fila_llm_retry($1) AS ok", [id]);
+  return rows[0].ok;
+}
+
+/** fila_llm_retry_errors: every 'error' row (or those failed since `since`) back; returns how many. */
+export async function retryErrors(db: Queryable, since: Date | null): Promise<number> {
+  const { rows } = await db.query("SELECT fila_llm_retry_errors($1) AS n", [since]);
+  return rows[0].n;
+}
+
+/** fila_llm_cancel: a 'pendiente' row to 'error' ("cancelled by operator"), its job removed. */
+export async function cancelPrompt(db: Queryable, id: number): Promise<boolean> {
+  const { rows } = await db.query("SELECT fila_llm_cancel($1) AS ok", [id]);
+  return rows[0].ok;
 }

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
-import { createTestDatabase, type TestDatabase } from "../support/db";
+import { createTestDatabase, insertOne, type TestDatabase } from "../support/db";
 import { defaultAnswer, FakeLlm } from "../support/llm_server";
 import { eventually, startChildWorker, testEnv, type ChildWorker } from "../support/worker";
 import { Pm2 } from "./support";
@@ -34,11 +34,6 @@ function start(overrides: Record<string, string> = {}): ChildWorker {
   return worker;
 }
 
-async function insert(prompt: string): Promise<number> {
-  const { rows } = await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ($1) RETURNING id", [prompt]);
-  return rows[0].id;
-}
-
 async function row(id: number) {
   const { rows } = await db.pool.query(
     `SELECT a.estatus, a.respuesta, o.attempts, o.estatus AS outcome
@@ -60,9 +55,9 @@ describe("SIGTERM during a 10 s LLM request", () => {
     llm.behaviour = (r) => (r.prompt === "diez segundos" ? { delayMs: 10_000 } : {});
     const worker = start({ SHUTDOWN_GRACE_SECONDS: "30" });
     await worker.waitFor(/worker ready/);
-    const id = await insert("diez segundos");
+    const id = await insertOne(db.pool, "diez segundos");
     await eventually(async () => requestsFor("diez segundos").length === 1, 10_000, "the request to start");
-    const next = await insert("espera su turno");
+    const next = await insertOne(db.pool, "espera su turno");
     await new Promise((r) => setTimeout(r, 1_000));
 
     const signalledAt = Date.now();
@@ -87,7 +82,7 @@ describe("SIGTERM during a 10 s LLM request", () => {
     llm.behaviour = (r) => (r.prompt === "más largo que la gracia" ? { delayMs: 10_000 } : {});
     const worker = start({ SHUTDOWN_GRACE_SECONDS: "2" });
     await worker.waitFor(/worker ready/);
-    const id = await insert("más largo que la gracia");
+    const id = await insertOne(db.pool, "más largo que la gracia");
     const queued = await eventually(async () => job(id), 5_000, "its job");
     await eventually(async () => requestsFor("más largo que la gracia").length === 1, 10_000, "the request to start");
 
@@ -117,7 +112,7 @@ describe("SIGTERM during a 10 s LLM request", () => {
     llm.behaviour = (r) => (r.prompt === "dos señales" ? { delayMs: 10_000 } : {});
     const worker = start({ SHUTDOWN_GRACE_SECONDS: "30" });
     await worker.waitFor(/worker ready/);
-    const id = await insert("dos señales");
+    const id = await insertOne(db.pool, "dos señales");
     await eventually(async () => requestsFor("dos señales").length === 1, 10_000, "the request to start");
 
     const signalledAt = Date.now();
@@ -149,7 +144,7 @@ describe("pm2 restart during a long request", () => {
     llm.behaviour = (r) => (r.prompt === "reinicio de pm2" ? { delayMs: 6_000 } : {});
     const app = "fila-llm-restart";
     await pm2.start(app, { ...testEnv(llm.origin), DATABASE_URL: db.url });
-    const id = await insert("reinicio de pm2");
+    const id = await insertOne(db.pool, "reinicio de pm2");
     await eventually(async () => requestsFor("reinicio de pm2").length === 1, 20_000, "the request to start");
     const oldPid = pm2.pid(app);
 
@@ -160,7 +155,7 @@ describe("pm2 restart during a long request", () => {
     assert.notEqual(pm2.pid(app), oldPid);
     assert.ok(pm2.logs(app).some((l) => l.includes("SIGINT: no new prompt starts")));
     assert.match(pm2.daemonLog(), new RegExp(`App \\[${app}:\\d+\\] exited with code \\[0\\] via signal \\[SIGINT\\]`));
-    const nextId = await insert("después del reinicio");
+    const nextId = await insertOne(db.pool, "después del reinicio");
     await eventually(async () => (await row(nextId)).estatus === "listo", 20_000, "the new process to answer");
   });
 });

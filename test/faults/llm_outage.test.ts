@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
-import { createTestDatabase, type TestDatabase } from "../support/db";
+import { createTestDatabase, insert, numbered, type TestDatabase } from "../support/db";
 import { FakeLlm } from "../support/llm_server";
 import { eventually, startChildWorker, testEnv, type ChildWorker } from "../support/worker";
 import { sleep } from "./support";
@@ -26,14 +26,6 @@ after(async () => {
   await llm.stop();
   await db.drop();
 });
-
-async function insert(prefix: string, n: number): Promise<number[]> {
-  const { rows } = await db.pool.query(
-    "INSERT INTO fila_llm_anahuac (prompt) SELECT $1 || ' ' || g FROM generate_series(1, $2::int) g RETURNING id",
-    [prefix, n],
-  );
-  return rows.map((r) => r.id);
-}
 
 async function statuses(ids: number[]): Promise<Record<string, number>> {
   const { rows } = await db.pool.query("SELECT estatus, count(*)::int AS n FROM fila_llm_anahuac WHERE id = ANY($1) GROUP BY 1", [ids]);
@@ -59,7 +51,7 @@ describe("the LLM server down inside the window", () => {
     // Lines are told apart by position, not by their millisecond timestamps,
     // which can equal downAt for a line printed just before the stop.
     const linesBeforeDown = worker.output.length;
-    const ids = await insert("durante la caída", 10);
+    const ids = await insert(db.pool, ...numbered("durante la caída", 10));
 
     while (Date.now() - downAt < 120_000) {
       await sleep(5_000);
@@ -102,7 +94,7 @@ describe("the LLM server down inside the window", () => {
       DATABASE_URL: db.url,
     });
     await worker.waitFor(/worker ready/);
-    const ids = await insert("con 503", 8);
+    const ids = await insert(db.pool, ...numbered("con 503", 8));
     const failingSince = Date.now();
     while (Date.now() - failingSince < 25_000) {
       await sleep(2_500);

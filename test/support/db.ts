@@ -12,6 +12,7 @@ import { readFileSync } from "node:fs";
 import { Client, Pool } from "pg";
 import { createPool } from "../../src/db";
 import { listMigrations, migrate } from "../../src/migrate";
+import type { Queryable } from "../../src/sql/queryable";
 
 export const LOCAL_SERVER_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 // Any fixed number: serialises template creation across test processes.
@@ -139,4 +140,36 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
       }
     },
   };
+}
+
+/**
+ * Empties the queue between tests: every job, prompt row and outcome gone
+ * (ids start again at 1), and the control row back to its defaults: not
+ * paused, not forced open, no window state recorded.
+ */
+export async function reset(db: Queryable): Promise<void> {
+  await db.query(
+    `DELETE FROM graphile_worker._private_jobs;
+     TRUNCATE fila_llm_anahuac, fila_llm_outcome RESTART IDENTITY;
+     UPDATE fila_llm_control SET paused = false, open_until = NULL, window_open = NULL, window_changed_at = NULL, progress_logged_at = NULL`,
+  );
+}
+
+/** Inserts these prompts in one statement, in this order, as a user would; returns their ids in the same order. */
+export async function insert(db: Queryable, ...prompts: string[]): Promise<number[]> {
+  const { rows } = await db.query(
+    "INSERT INTO fila_llm_anahuac (prompt) SELECT p FROM unnest($1::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n RETURNING id",
+    [prompts],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** insert() of a single prompt; returns its id. */
+export async function insertOne(db: Queryable, prompt: string): Promise<number> {
+  return (await insert(db, prompt))[0];
+}
+
+/** "prefix 1" … "prefix n": prompts that tell apart which row a request is for. */
+export function numbered(prefix: string, n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `${prefix} ${i + 1}`);
 }

@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
-import { createTestDatabase, type TestDatabase } from "./support/db";
-import { defaultAnswer, FakeLlm } from "./support/llm_server";
-import { eventually, startInProcessWorker, testEnv, type InProcessWorker } from "./support/worker";
+import { createTestDatabase, insertOne, type TestDatabase } from "../support/db";
+import { defaultAnswer, FakeLlm } from "../support/llm_server";
+import { eventually, startInProcessWorker, testEnv, type InProcessWorker } from "../support/worker";
 
 let db: TestDatabase;
 let llm: FakeLlm;
@@ -28,11 +28,6 @@ beforeEach(() => {
   llm.behaviour = () => ({});
 });
 
-async function insert(prompt: string): Promise<number> {
-  const { rows } = await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ($1) RETURNING id", [prompt]);
-  return rows[0].id;
-}
-
 async function settled(id: number, timeoutMs = 20_000) {
   return eventually(
     async () => {
@@ -50,7 +45,7 @@ async function settled(id: number, timeoutMs = 20_000) {
 
 /** The worker is still answering: a plain prompt after the bad one ends listo. */
 async function stillWorking(): Promise<void> {
-  const id = await insert(`sigue vivo ${Math.random()}`);
+  const id = await insertOne(db.pool, `sigue vivo ${Math.random()}`);
   assert.equal((await settled(id)).estatus, "listo");
 }
 
@@ -59,7 +54,7 @@ const logLineFor = (id: number, outcome: string) => worker.logs.find((l) => l.in
 describe("bad prompts", () => {
   test("a 10 MB prompt reaches the LLM whole and ends listo, with its tokens counted", async () => {
     const prompt = "Cuéntame la historia de la ciudad de México, con detalle y fechas. ".repeat(160_000).slice(0, 10 * 1024 * 1024);
-    const id = await insert(prompt);
+    const id = await insertOne(db.pool, prompt);
     const row = await settled(id, 120_000);
     assert.equal(row.estatus, "listo", row.error_message);
     assert.equal(llm.generateRequests.at(-1)!.prompt!.length, prompt.length);
@@ -70,7 +65,7 @@ describe("bad prompts", () => {
 
   test("invalid surrogates become U+FFFD on the way in; with emoji the prompt ends listo", async () => {
     // A JavaScript string can hold half of a surrogate pair; UTF-8 (and so PostgreSQL) cannot.
-    const id = await insert("mitad \uD800 de un par, otra \uDFFF, y completos 😀👩‍👩‍👧");
+    const id = await insertOne(db.pool, "mitad \uD800 de un par, otra \uDFFF, y completos 😀👩‍👩‍👧");
     const row = await settled(id);
     assert.equal(row.estatus, "listo", row.error_message);
     assert.equal(row.prompt, "mitad \uFFFD de un par, otra \uFFFD, y completos 😀👩‍👩‍👧");
@@ -83,7 +78,7 @@ describe("bad answers", () => {
   test("an answer with invalid surrogates, NUL and emoji is stored readable, and the row is listo", async () => {
     // JSON may carry a lone surrogate as an escape; PostgreSQL text can hold neither it nor NUL.
     llm.behaviour = () => ({ rawBody: '{"model":"test-model","response":"roto \\ud800 aquí \\u0000 y 🚀 bien","done":true}' });
-    const id = await insert("respuesta con bytes raros");
+    const id = await insertOne(db.pool, "respuesta con bytes raros");
     const row = await settled(id);
     assert.equal(row.estatus, "listo", row.error_message);
     assert.equal(row.respuesta, "roto \uFFFD aquí \uFFFD y 🚀 bien");
@@ -92,7 +87,7 @@ describe("bad answers", () => {
 
   test("an answer that is not JSON (cut short) is retried, then the row is error with a clear message", async () => {
     llm.behaviour = (r) => (r.prompt === "json cortado" ? { rawBody: '{"model":"test-model","response":"hola, esto se cor' } : {});
-    const id = await insert("json cortado");
+    const id = await insertOne(db.pool, "json cortado");
     const row = await settled(id);
     assert.equal(row.estatus, "error");
     assert.match(row.error_message, /^the LLM answered HTTP 200 with a body that is not JSON \(\d+ chars\) \(failed 2 times; LLM_MAX_ATTEMPTS=2\)$/);
@@ -103,7 +98,7 @@ describe("bad answers", () => {
 
   test("an answer without its text is retried, then the row is error with a clear message", async () => {
     llm.behaviour = (r) => (r.prompt === "sin texto" ? { omitText: true } : {});
-    const id = await insert("sin texto");
+    const id = await insertOne(db.pool, "sin texto");
     const row = await settled(id);
     assert.equal(row.estatus, "error");
     assert.equal(row.error_message, 'the LLM answered 200 without a "response" string (failed 2 times; LLM_MAX_ATTEMPTS=2)');
@@ -113,7 +108,7 @@ describe("bad answers", () => {
 
   test("a 100 MB answer is cut at LLM_MAX_RESPONSE_BYTES: the row is error at once, and the worker goes on", async () => {
     llm.behaviour = (r) => (r.prompt === "respuesta sin fin" ? { streamBytes: 100 * 1024 * 1024 } : {});
-    const id = await insert("respuesta sin fin");
+    const id = await insertOne(db.pool, "respuesta sin fin");
     const row = await settled(id, 60_000);
     assert.equal(row.estatus, "error");
     assert.equal(

@@ -11,10 +11,10 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Client } from "pg";
-import { projectRoot } from "../src/paths";
-import { createTestDatabase, serverUrl, type TestDatabase } from "./support/db";
-import { defaultAnswer, FakeLlm } from "./support/llm_server";
-import { eventually, startChildWorker, testEnv, type ChildWorker } from "./support/worker";
+import { projectRoot } from "../../src/paths";
+import { createTestDatabase, serverUrl, type TestDatabase } from "../support/db";
+import { defaultAnswer, FakeLlm } from "../support/llm_server";
+import { eventually, startChildWorker, testEnv, type ChildWorker } from "../support/worker";
 
 const suffix = randomBytes(4).toString("hex");
 const APP_ROLE = `fila_llm_app_${suffix}`;

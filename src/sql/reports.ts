@@ -1,8 +1,6 @@
 /**
- * The operators' queries, each written once and shared by the CLI, the
- * window_gate task and the tests: what status and report read, and the
- * steering calls, each of which is a SQL function of
- * migrations/0007_operator_functions.sql (SQL users get the same powers).
+ * What the status screen, the morning report and window_gate's progress and
+ * summary lines read: counts, times and errors of the runs of a night.
  *
  * Local time: fecha_in and fecha_out are TIMESTAMP WITHOUT TIME ZONE, written
  * by now() in the writer's session TimeZone. Every query here reads them as
@@ -10,7 +8,7 @@
  * session has the writers' TimeZone; the worker and the CLI both use the
  * database's default (set one with ALTER DATABASE … SET timezone). Windows
  * and nights come in as instants (timestamptz), computed in WINDOW_TZ by
- * src/ops/nights.ts.
+ * src/ops/nights.ts and src/local_time.ts.
  */
 import type { Queryable } from "./queryable";
 
@@ -170,96 +168,8 @@ export async function queueCounts(db: Queryable): Promise<QueueCounts> {
   return { pendiente: r.pendiente, listo: r.listo, error: r.error, oldestPendingSeconds: r.oldest_pending_seconds };
 }
 
-export interface RunningPrompt {
-  promptId: number;
-  /** Since its job was locked, by the database's clock. */
-  seconds: number;
-  lockedBy: string;
-}
-
-/** The prompts whose jobs are locked right now: the one being processed. */
-export async function runningPrompts(db: Queryable): Promise<RunningPrompt[]> {
-  const { rows } = await db.query(
-    `SELECT prompt_id, extract(epoch FROM now() - locked_at)::float8 AS seconds, locked_by
-       FROM fila_llm_jobs WHERE locked_at IS NOT NULL ORDER BY locked_at`,
-  );
-  return rows.map((r) => ({ promptId: r.prompt_id, seconds: r.seconds, lockedBy: r.locked_by }));
-}
-
-/** The estatus of one row, or null if there is no such row (for the CLI's messages). */
-export async function promptEstatus(db: Queryable, id: number): Promise<string | null> {
-  const { rows } = await db.query("SELECT estatus FROM fila_llm_anahuac WHERE id = $1", [id]);
-  return rows[0]?.estatus ?? null;
-}
-
-// --- The queue's open periods, for window_gate's progress and summary lines.
-
-export interface OpenPeriod {
-  /** The state window_gate last recorded (null before its first run). */
-  open: boolean | null;
-  /** When it last changed, by the database's clock. */
-  since: Date | null;
-}
-
-export async function readOpenPeriod(db: Queryable): Promise<OpenPeriod> {
-  const { rows } = await db.query("SELECT window_open, window_changed_at FROM fila_llm_control");
-  return { open: rows[0]?.window_open ?? null, since: rows[0]?.window_changed_at ?? null };
-}
-
-/**
- * Claims the next progress line: true for exactly one caller (across all
- * processes) once the queue has been open `everyMinutes` since it opened or
- * since the last line. Returns the opening instant when claimed.
- */
-export async function claimProgressLine(db: Queryable, everyMinutes: number): Promise<Date | null> {
-  const { rows } = await db.query(
-    `UPDATE fila_llm_control SET progress_logged_at = now()
-      WHERE window_open
-        AND greatest(progress_logged_at, window_changed_at) <= now() - make_interval(mins => $1)
-      RETURNING window_changed_at`,
-    [everyMinutes],
-  );
-  return rows[0]?.window_changed_at ?? null;
-}
-
 /** The database's clock: spans measured against fecha_out must end on it. */
 export async function databaseNow(db: Queryable): Promise<Date> {
   const { rows } = await db.query("SELECT now() AS now");
   return rows[0].now;
-}
-
-// --- Steering: each is one SQL function of migrations/0007.
-
-/** fila_llm_retry: one 'error' row back to 'pendiente'; false if it was not in 'error'. */
-export async function retryPrompt(db: Queryable, id: number): Promise<boolean> {
-  const { rows } = await db.query("SELECT fila_llm_retry($1) AS ok", [id]);
-  return rows[0].ok;
-}
-
-/** fila_llm_retry_errors: every 'error' row (or those failed since `since`) back; returns how many. */
-export async function retryErrors(db: Queryable, since: Date | null): Promise<number> {
-  const { rows } = await db.query("SELECT fila_llm_retry_errors($1) AS n", [since]);
-  return rows[0].n;
-}
-
-/** fila_llm_pause. */
-export async function pauseQueue(db: Queryable): Promise<void> {
-  await db.query("SELECT fila_llm_pause()");
-}
-
-/** fila_llm_resume: unpaused, and any open-now ended. */
-export async function resumeQueue(db: Queryable): Promise<void> {
-  await db.query("SELECT fila_llm_resume()");
-}
-
-/** fila_llm_open_now: open outside the window for this long; returns until when. */
-export async function openQueueNow(db: Queryable, seconds: number): Promise<Date> {
-  const { rows } = await db.query("SELECT fila_llm_open_now(make_interval(secs => $1)) AS until", [seconds]);
-  return rows[0].until;
-}
-
-/** fila_llm_cancel: a 'pendiente' row to 'error' ("cancelled by operator"), its job removed. */
-export async function cancelPrompt(db: Queryable, id: number): Promise<boolean> {
-  const { rows } = await db.query("SELECT fila_llm_cancel($1) AS ok", [id]);
-  return rows[0].ok;
 }

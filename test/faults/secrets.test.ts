@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Client, escapeLiteral } from "pg";
-import { createTestDatabase, serverUrl, type TestDatabase } from "./support/db";
-import { FakeLlm } from "./support/llm_server";
-import { eventually, startChildWorker, testEnv, type ChildWorker } from "./support/worker";
+import { createTestDatabase, insertOne, serverUrl, type TestDatabase } from "../support/db";
+import { FakeLlm } from "../support/llm_server";
+import { eventually, startChildWorker, testEnv, type ChildWorker } from "../support/worker";
 
 const suffix = randomBytes(4).toString("hex");
 const ROLE = `fila_llm_secret_${suffix}`;
@@ -68,11 +68,6 @@ function exitCode(worker: ChildWorker): Promise<number | null> {
   return new Promise((resolve) => worker.process.once("exit", (code) => resolve(code)));
 }
 
-async function insert(prompt: string): Promise<number> {
-  const { rows } = await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ($1) RETURNING id", [prompt]);
-  return rows[0].id;
-}
-
 describe("secrets", () => {
   test("an LLM that echoes the key in its 400, 401 and 500 errors: neither secret reaches the log or fila_llm_outcome", async () => {
     // Some servers quote the credentials they were given back in their errors.
@@ -92,7 +87,7 @@ describe("secrets", () => {
       DATABASE_URL: databaseUrl,
     });
     await worker.waitFor(/worker ready/);
-    const ids = [await insert("eco 400"), await insert("eco 500"), await insert("eco 401")];
+    const ids = [await insertOne(db.pool, "eco 400"), await insertOne(db.pool, "eco 500"), await insertOne(db.pool, "eco 401")];
     await worker.waitFor(/LLM configuration fault/);
     refuseKey = false;
     await eventually(
@@ -120,7 +115,7 @@ describe("secrets", () => {
   test("an unreachable LLM, in text and JSON logs: no secret in the log", async () => {
     const worker = start({ ...testEnv("http://127.0.0.1:9"), DATABASE_URL: databaseUrl, LOG_FORMAT: "json" });
     await worker.waitFor(/worker ready/);
-    await insert("sin servidor");
+    await insertOne(db.pool, "sin servidor");
     await worker.waitFor(/LLM unavailable/);
     assert.equal(await worker.stop("SIGTERM"), 0);
     assertNoSecret(worker.output, "the log");

@@ -7,9 +7,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { createTestDatabase, type TestDatabase } from "./support/db";
-import { FakeLlm } from "./support/llm_server";
-import { eventually, startChildWorker, testEnv, type ChildWorker } from "./support/worker";
+import { createTestDatabase, type TestDatabase } from "../support/db";
+import { FakeLlm } from "../support/llm_server";
+import { eventually, startChildWorker, testEnv, type ChildWorker } from "../support/worker";
 
 let db: TestDatabase;
 let llm: FakeLlm;

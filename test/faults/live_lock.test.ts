@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { reapDeadPools } from "../src/sql/reaper";
-import { createTestDatabase, type TestDatabase } from "./support/db";
-import { FakeLlm } from "./support/llm_server";
-import { eventually, startChildWorker, testEnv, type ChildWorker } from "./support/worker";
+import { reapDeadPools } from "../../src/sql/jobs";
+import { createTestDatabase, insertOne, type TestDatabase } from "../support/db";
+import { FakeLlm } from "../support/llm_server";
+import { eventually, startChildWorker, testEnv, type ChildWorker } from "../support/worker";
 
 let db: TestDatabase;
 let llm: FakeLlm;
@@ -24,11 +24,6 @@ after(async () => {
   await db.drop();
 });
 
-async function insert(prompt: string): Promise<number> {
-  const { rows } = await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ($1) RETURNING id", [prompt]);
-  return rows[0].id;
-}
-
 async function lockOf(id: number): Promise<string | null> {
   const { rows } = await db.pool.query("SELECT locked_by FROM fila_llm_jobs WHERE prompt_id = $1", [id]);
   return rows[0]?.locked_by ?? null;
@@ -41,13 +36,13 @@ describe("two workers and the reaper", () => {
     workers.push(startChildWorker(env), startChildWorker(env));
     await Promise.all(workers.map((w) => w.waitFor(/worker ready/)));
 
-    const live = await insert("llamada larga");
+    const live = await insertOne(db.pool, "llamada larga");
     await eventually(async () => llm.generateRequests.some((r) => r.prompt === "llamada larga"), 10_000, "the long call to start");
     const livePool = await lockOf(live);
     assert.ok(livePool, "the long call's job is locked by its pool");
 
     // A worker that died holding a job, as kill -9 leaves it: locked by a pool nobody holds.
-    const orphan = await insert("de un worker muerto");
+    const orphan = await insertOne(db.pool, "de un worker muerto");
     await db.pool.query(
       `UPDATE graphile_worker._private_jobs SET locked_by = 'pool-muerto', locked_at = now() - interval '1 minute', attempts = 1
         WHERE key = fila_llm_job_key($1)`,

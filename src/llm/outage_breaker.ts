@@ -1,0 +1,94 @@
+/**
+ * The outage breaker: whether the LLM server may be given a prompt now.
+ * While it is down or misconfigured, no prompt starts and none is marked
+ * `error`; the worker backs off up to LLM_OUTAGE_MAX_BACKOFF_SECONDS and logs
+ * one line per change of state, never one per attempt. What counts as an
+ * outage is decided by src/failure_policy.ts; this only keeps the state.
+ */
+import { outageBackoffSeconds } from "../failure_policy";
+import { logger } from "../log";
+
+const log = logger("llm");
+
+export type BreakerState = "up" | "unavailable" | "misconfigured";
+
+export class OutageBreaker {
+  private state: BreakerState = "up";
+  private consecutiveFailures = 0;
+  private blockedUntilMs = 0;
+  private downSinceMs = 0;
+  private readonly failingPrompts = new Set<number>();
+
+  constructor(
+    private readonly maxBackoffSeconds: number,
+    private readonly nowMs: () => number = Date.now,
+  ) {}
+
+  /** True while backing off; no prompt may start. */
+  isBlocked(): boolean {
+    return this.nowMs() < this.blockedUntilMs;
+  }
+
+  get current(): BreakerState {
+    return this.state;
+  }
+
+  /** Until when no prompt starts (ms since the epoch; 0 when not blocked). */
+  get blockedUntil(): number {
+    return this.blockedUntilMs;
+  }
+
+  /** The server could not take the prompt; it is down (or rate-limiting). */
+  reportUnavailable(reason: string, retryAfterSeconds: number | null = null): void {
+    this.fail("unavailable", reason, retryAfterSeconds);
+  }
+
+  /** 401/403/404: a retry of the same prompt cannot help; an operator must fix the settings. */
+  reportMisconfigured(reason: string): void {
+    this.fail("misconfigured", reason, null);
+  }
+
+  /**
+   * Notes that prompt `promptId` failed server-side (5xx, timeout, cut-off
+   * answer) while the server answered its health probe. Returns how many
+   * distinct prompts have failed so since the last success, this one included.
+   */
+  noteServerSideFailure(promptId: number): number {
+    this.failingPrompts.add(promptId);
+    return this.failingPrompts.size;
+  }
+
+  reportSuccess(): void {
+    if (this.state !== "up") {
+      const downSeconds = Math.round((this.nowMs() - this.downSinceMs) / 1000);
+      log.info(`LLM is answering again after ${downSeconds} s; prompts resume`, { downSeconds });
+    }
+    this.state = "up";
+    this.consecutiveFailures = 0;
+    this.blockedUntilMs = 0;
+    this.failingPrompts.clear();
+  }
+
+  private fail(state: Exclude<BreakerState, "up">, reason: string, retryAfterSeconds: number | null): void {
+    this.consecutiveFailures += 1;
+    const backoffSeconds = outageBackoffSeconds(this.consecutiveFailures, this.maxBackoffSeconds, retryAfterSeconds);
+    this.blockedUntilMs = this.nowMs() + backoffSeconds * 1000;
+    // Per attempt, so only under LOG_LEVEL=debug: the state-change lines below are the ones operators read.
+    log.debug(`LLM ${state}: no prompt starts for ${backoffSeconds} s (failure ${this.consecutiveFailures} in a row)`, {
+      backoffSeconds,
+      reason,
+    });
+    if (this.state === state) return;
+    if (this.state === "up") this.downSinceMs = this.nowMs();
+    this.state = state;
+    if (state === "unavailable") {
+      log.warn(`LLM unavailable; prompts wait (none is marked error) and retry with backoff up to ${this.maxBackoffSeconds} s`, {
+        reason,
+      });
+    } else {
+      log.error(`LLM configuration fault; prompts wait until it is fixed (check LLM_BASE_URL, LLM_MODEL, LLM_API_KEY)`, {
+        reason,
+      });
+    }
+  }
+}

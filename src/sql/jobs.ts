@@ -1,0 +1,126 @@
+/**
+ * Queries on graphile-worker's jobs: putting a prompt back in the queue,
+ * adding a bulk statement's jobs, repairing rows that lost theirs, freeing
+ * the jobs of dead workers, and what is running now. A prompt's job itself
+ * is defined once, in SQL (migrations/0008_prompt_job.sql).
+ */
+import { LIVENESS_LOCK_CLASS } from "../session";
+import type { Queryable } from "./queryable";
+
+/** The flag every process_prompt job carries; the gate forbids it while the queue is closed. */
+export async function readPromptJobFlag(db: Queryable): Promise<string> {
+  const { rows } = await db.query("SELECT fila_llm_prompt_job_flag() AS flag");
+  return rows[0].flag;
+}
+
+/**
+ * Puts the prompt back in the queue as a fresh job (graphile-worker's own
+ * attempt count and exp() backoff are not used; see src/failure_policy.ts):
+ * at its old run_at to keep its place, or later for a retry.
+ */
+export async function requeuePrompt(db: Queryable, id: number, failures: number, runAt: Date): Promise<void> {
+  await db.query("SELECT fila_llm_requeue($1, $2, $3)", [id, failures, runAt]);
+}
+
+/**
+ * Enqueues one batch of a bulk statement's rows (ids from..to that still have
+ * no live job), FIFO as of `newestRunAt` (kept as PostgreSQL's text: a JS Date
+ * would drop its microseconds). Returns the last id done, or null
+ * when the range is finished.
+ */
+export async function enqueueRange(db: Queryable, fromId: number, toId: number, newestRunAt: string, maxRows: number): Promise<number | null> {
+  const { rows } = await db.query("SELECT fila_llm_enqueue_range($1, $2, $3::timestamptz, $4) AS last", [fromId, toId, newestRunAt, maxRows]);
+  return rows[0].last;
+}
+
+/**
+ * Re-enqueues 'pendiente' rows that have no live job: none with their key, or
+ * only one that graphile-worker gave up on. Nothing may stay silently stuck.
+ * Waits while a bulk statement's jobs are still being added (enqueue_prompts),
+ * whose rows would look orphaned and lose their FIFO place.
+ */
+export async function enqueueOrphans(db: Queryable): Promise<number[]> {
+  const { rows } = await db.query(
+    `WITH orphans AS (
+       SELECT a.id FROM fila_llm_anahuac a
+        WHERE a.estatus = 'pendiente'
+          AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs j
+                           WHERE j.key = fila_llm_job_key(a.id) AND j.attempts < j.max_attempts)
+          AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs j
+                            JOIN graphile_worker._private_tasks t ON t.id = j.task_id
+                           WHERE t.identifier = 'enqueue_prompts' AND j.attempts < j.max_attempts))
+     SELECT array_agg(id ORDER BY id) AS ids, fila_llm_enqueue(array_agg(id ORDER BY id)) FROM orphans`,
+  );
+  return rows[0].ids ?? [];
+}
+
+export interface RunningPrompt {
+  promptId: number;
+  /** Since its job was locked, by the database's clock. */
+  seconds: number;
+  lockedBy: string;
+}
+
+/** The prompts whose jobs are locked right now: the one being processed. */
+export async function runningPrompts(db: Queryable): Promise<RunningPrompt[]> {
+  const { rows } = await db.query(
+    `SELECT prompt_id, extract(epoch FROM now() - locked_at)::float8 AS seconds, locked_by
+       FROM fila_llm_jobs WHERE locked_at IS NOT NULL ORDER BY locked_at`,
+  );
+  return rows.map((r) => ({ promptId: r.prompt_id, seconds: r.seconds, lockedBy: r.locked_by }));
+}
+
+// --- Crash recovery. graphile-worker's own sweep only frees locks older than
+// 4 hours; a pool that holds its liveness lock (session.ts) is alive, so its
+// jobs are never touched, whoever runs these.
+
+// A pool takes its liveness lock just after graphile-worker creates it; this
+// covers the instant between its first job lock and that.
+const REAP_GRACE_SECONDS = 5;
+
+/**
+ * Unlocks jobs locked by pools whose liveness lock is gone; returns those pool
+ * ids. `ownPoolIds` are the caller's own pools: never reaped, even in the
+ * moment after a database restart before the caller's session re-takes its locks.
+ */
+export async function reapDeadPools(db: Queryable, ownPoolIds: string[] = []): Promise<string[]> {
+  const { rows } = await db.query(
+    `WITH dead AS (
+       SELECT DISTINCT j.locked_by
+         FROM graphile_worker._private_jobs j
+        WHERE j.locked_by IS NOT NULL
+          AND j.locked_at < now() - make_interval(secs => $2)
+          AND j.locked_by <> ALL($3::text[])
+          AND NOT EXISTS (
+                SELECT 1 FROM pg_locks l
+                 WHERE l.locktype = 'advisory' AND l.granted
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND l.classid = $1::int::oid
+                   AND l.objid::bigint = (hashtext(j.locked_by)::bigint & 4294967295)
+                   AND l.objsubid = 2))
+     SELECT array_agg(locked_by) AS pools, graphile_worker.force_unlock_workers(array_agg(locked_by))
+       FROM dead HAVING count(*) > 0`,
+    [LIVENESS_LOCK_CLASS, REAP_GRACE_SECONDS, ownPoolIds],
+  );
+  return rows[0]?.pools ?? [];
+}
+
+/**
+ * Unlocks the jobs that the caller's own pools still hold but no longer run:
+ * what a lost completion leaves behind (see absorbDatabaseRejection in
+ * worker.ts). graphile-worker has no public function that frees one job of a
+ * live pool (force_unlock_workers frees them all, the one running included),
+ * hence the direct UPDATE. A job locked less than REAP_GRACE_SECONDS ago may be
+ * one just fetched and not yet started, so it is left alone.
+ */
+export async function freeOwnStaleJobs(db: Queryable, ownPoolIds: string[], runningJobIds: string[]): Promise<string[]> {
+  const { rows } = await db.query(
+    `UPDATE graphile_worker._private_jobs SET locked_by = NULL, locked_at = NULL
+      WHERE locked_by = ANY($1::text[])
+        AND locked_at < now() - make_interval(secs => $2)
+        AND id <> ALL($3::bigint[])
+     RETURNING id::text AS id`,
+    [ownPoolIds, REAP_GRACE_SECONDS, runningJobIds],
+  );
+  return rows.map((r) => r.id);
+}
