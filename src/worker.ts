@@ -21,7 +21,7 @@ import { Session } from "./session";
 import { enqueueOrphans } from "./sql/control";
 import { isDatabaseUnavailable } from "./db";
 import { freeOwnStaleJobs, reapDeadPools } from "./sql/reaper";
-import { getTokenCounter } from "./tokens";
+import { getTokenCounter } from "./tokens/index";
 
 const log = logger("worker");
 
