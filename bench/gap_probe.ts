@@ -11,7 +11,7 @@
 import { writeFileSync } from "node:fs";
 import { Client } from "pg";
 import { Pool as HttpPool } from "undici";
-import { getTokenCounter } from "../src/tokens";
+import { getTokenCounter } from "../src/tokens/index";
 
 export interface Span {
   label: string;

@@ -1,7 +1,7 @@
 import { fork } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import { getTokenCounter } from "../src/tokens";
+import { getTokenCounter } from "../src/tokens/index";
 import { median, printTable } from "./table";
 import { prng } from "../test/support/prng";
 

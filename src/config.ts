@@ -4,7 +4,7 @@
  */
 import { config as loadDotenv } from "dotenv";
 import type { Level, LogFormat } from "./log";
-import { isKnownEncoding } from "./tokens";
+import { isKnownEncoding } from "./tokens/encodings";
 import { parseClockTime, type WindowSpec } from "./window";
 
 export type LlmProvider = "ollama" | "openai";

@@ -7,7 +7,7 @@ import type { Gate } from "./gate";
 import type { LlmClient } from "./llm/client";
 import type { OutageBreaker } from "./llm/outage_breaker";
 import type { Session } from "./session";
-import type { TokenCounter } from "./tokens";
+import type { TokenCounter } from "./tokens/index";
 
 export interface AppContext {
   config: Config;

@@ -20,7 +20,7 @@ import { projectRoot } from "./paths";
 import { Session } from "./session";
 import { isDatabaseUnavailable } from "./db";
 import { enqueueOrphans, freeOwnStaleJobs, readPromptJobFlag, reapDeadPools } from "./sql/jobs";
-import { getTokenCounter } from "./tokens";
+import { getTokenCounter } from "./tokens/index";
 
 const log = logger("worker");
 

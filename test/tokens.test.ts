@@ -1,7 +1,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { performance } from "node:perf_hooks";
-import { getTokenCounter, isKnownEncoding, preTokenize } from "../src/tokens";
+import { getTokenCounter, isKnownEncoding, preTokenize } from "../src/tokens/index";
 import { prng } from "./support/prng";
 
 // js-tiktoken is the reference: our counts must equal `encode(text, [], []).length`.
