@@ -1,14 +1,15 @@
 /**
  * The morning report: what "night YYYY-MM-DD" means (windows that cross
  * midnight, daylight-saving dates), the text and HTML reports on seeded
- * nights, the CLI, and the HTML page in headless Chromium when it is installed.
+ * nights, the CLI, and the HTML page in headless Chromium (skipped where it is
+ * not installed, except on CI, where that fails).
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { after, before, beforeEach, describe, test } from "node:test";
+import { after, before, beforeEach, describe, test, type TestContext } from "node:test";
 import { parseConfig } from "../src/config";
 import { parseMoment } from "../src/local_time";
 import { currentOrNextNight, lastClosedNight, nightOf } from "../src/ops/nights";
@@ -17,7 +18,8 @@ import { readNightReport, renderReport } from "../src/ops/report";
 import { renderReportHtml } from "../src/ops/report_html";
 import { isWindowOpen, type WindowSpec } from "../src/window";
 import { createTestDatabase, reset, type TestDatabase } from "./support/db";
-import { cliEnv, runCli, seedRun } from "./support/ops";
+import { missingDependency } from "./support/missing";
+import { cliEnv, runCli, seedRun, seedRuns, type SeededRun } from "./support/ops";
 
 const spec = (start: string, end: string, zone: string): WindowSpec =>
   parseConfig({ WINDOW_START: start, WINDOW_END: end, WINDOW_TZ: zone }).window;
@@ -167,35 +169,84 @@ describe("the report of one night", () => {
     assert.equal((await runCli(["report", "--night", "27-11-2026"], env)).code, 64);
   });
 
+  /** True if Chromium is here; else the test is skipped, or on CI failed, with the reason. */
+  function chromiumInstalled(t: TestContext): boolean {
+    if (existsSync(CHROMIUM)) return true;
+    missingDependency(t, `${CHROMIUM} is not installed (apt-get install chromium); see docs/operations.md for the manual check`);
+    return false;
+  }
+
+  /** Opens the page in headless Chromium, as root and offline (see docs/operations.md). */
+  function chromium(file: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) =>
+      execFile(
+        CHROMIUM,
+        [
+          "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+          `--user-data-dir=${mkdtempSync(path.join(dir, "profile-"))}`, "--enable-logging=stderr", "--v=0",
+          ...args, `file://${file}`,
+        ],
+        { timeout: 60_000, maxBuffer: 20 * 1024 * 1024 },
+        (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }),
+      ),
+    );
+  }
+
+  /** The timeline's bars in a DOM that Chromium dumped, by outcome. */
+  function timelineBars(dom: string): { listo: number; error: number; all: number } {
+    const svg = /<svg [^>]*id="timeline"[\s\S]*?<\/svg>/.exec(dom)?.[0] ?? "";
+    const count = (re: RegExp) => (svg.match(re) ?? []).length;
+    return { listo: count(/<rect class="run listo"/g), error: count(/<rect class="run error"/g), all: count(/<rect class="run /g) };
+  }
+
   test("the page opens in headless Chromium without errors and its picture is drawn", async (t) => {
-    if (!existsSync(CHROMIUM)) {
-      t.skip(`${CHROMIUM} is not installed (apt-get install chromium); see docs/operations.md for the manual check`);
-      return;
-    }
+    if (!chromiumInstalled(t)) return;
     const file = path.join(dir, "chromium.html");
     const png = path.join(dir, "chromium.png");
     const report = await readNightReport(db.pool, nightOf("2026-11-27", mexico), mexico);
-    await import("node:fs/promises").then((fs) => fs.writeFile(file, renderReportHtml(report)));
-    const chromium = (args: string[]) =>
-      new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-        execFile(
-          CHROMIUM,
-          [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            `--user-data-dir=${mkdtempSync(path.join(dir, "profile-"))}`, "--enable-logging=stderr", "--v=0",
-            ...args, `file://${file}`,
-          ],
-          { timeout: 60_000, maxBuffer: 20 * 1024 * 1024 },
-          (error, stdout, stderr) => resolve({ code: error ? 1 : 0, stdout, stderr }),
-        ),
-      );
-    const dom = await chromium(["--dump-dom"]);
+    writeFileSync(file, renderReportHtml(report));
+    const dom = await chromium(file, ["--dump-dom"]);
     assert.equal(dom.code, 0, dom.stderr);
-    assert.equal((dom.stdout.match(/<rect class="run /g) ?? []).length, 12, "the timeline's bars are in the rendered page");
+    assert.deepEqual(timelineBars(dom.stdout), { listo: 10, error: 2, all: 12 }, "the timeline's bars are in the rendered page");
     assert.doesNotMatch(dom.stderr, /CONSOLE|Uncaught|Failed to load resource/, "no console error, nothing failed to load");
-    const shot = await chromium([`--screenshot=${png}`, "--window-size=1200,900"]);
+    const shot = await chromium(file, [`--screenshot=${png}`, "--window-size=1200,900"]);
     assert.equal(shot.code, 0, shot.stderr);
     assert.ok(statSync(png).size > 10_000, "a picture, not a blank page");
+  });
+
+  test("in headless Chromium, a night of 1,000 prompts with errors and retries has one timeline bar per prompt", async (t) => {
+    if (!chromiumInstalled(t)) return;
+    await db.pool.query("DELETE FROM fila_llm_anahuac; DELETE FROM fila_llm_outcome");
+    // From 01:00:05 local, back to back with a 2 s gap: runs of 4–16 s fill
+    // about 3 of the window's 5 hours. Every 40th prompt ends in error after
+    // the 5 attempts; every 7th other one was answered on its 2nd or 3rd try.
+    const runs: SeededRun[] = [];
+    let finishedMs = Date.parse("2026-11-27T07:00:05Z");
+    for (let i = 0; i < 1000; i++) {
+      const seconds = 4 + ((i * 7) % 13);
+      finishedMs += (seconds + 2) * 1000;
+      const finishedAt = new Date(finishedMs).toISOString();
+      if (i % 40 === 39) {
+        runs.push({ estatus: "error", finishedAt, seconds, attempts: 5, message: i % 80 === 79 ? "LLM call timed out after 900 s" : "HTTP 500 from the server" });
+      } else {
+        runs.push({ estatus: "listo", finishedAt, seconds, tokensIn: 20, tokensOut: seconds * 9, attempts: i % 7 === 3 ? 2 + (i % 2) : 1 });
+      }
+    }
+    await seedRuns(db.pool, runs);
+    const { rows } = await db.pool.query(
+      `SELECT count(*) FILTER (WHERE estatus = 'error')::int AS errors, count(*) FILTER (WHERE estatus = 'listo' AND attempts > 1)::int AS retried
+         FROM fila_llm_outcome`,
+    );
+    assert.deepEqual(rows[0], { errors: 25, retried: 140 }, "the seeded night has errors and retried prompts");
+    const report = await readNightReport(db.pool, nightOf("2026-11-27", mexico), mexico);
+    assert.equal(report.runs.length, 1000);
+
+    const file = path.join(dir, "night-1000.html");
+    writeFileSync(file, renderReportHtml(report));
+    const dom = await chromium(file, ["--dump-dom"]);
+    assert.equal(dom.code, 0, dom.stderr);
+    assert.deepEqual(timelineBars(dom.stdout), { listo: 975, error: 25, all: 1000 }, "one bar per prompt in the rendered timeline");
+    assert.doesNotMatch(dom.stderr, /CONSOLE|Uncaught|Failed to load resource/, "no console error, nothing failed to load");
   });
 });
