@@ -21,6 +21,10 @@ export interface Config {
     temperature: number | null;
     maxTokens: number | null;
     timeoutSeconds: number;
+    /** A stream that has started and then sends nothing for this long is cut. */
+    stallSeconds: number;
+    /** Cut an answer whose tail has become a loop (src/llm/repetition_guard.ts). */
+    repetitionGuard: boolean;
     maxAttempts: number;
     retryDelaySeconds: number;
     maxResponseBytes: number;
@@ -43,6 +47,12 @@ export const DEFAULTS = {
   OLLAMA_MODEL: "llama3.2",
   // A long generation on a small GPU can take many minutes; the night is 5 h.
   LLM_TIMEOUT_SECONDS: 900,
+  // Long enough for a slow GPU between two tokens, or a server that pauses to
+  // shift its context; short against a night. Capped at half the timeout
+  // when LLM_TIMEOUT_SECONDS is shorter, so that a stall is still told from a
+  // generation that runs out of time.
+  LLM_STALL_SECONDS: 120,
+  LLM_REPETITION_GUARD: "on",
   LLM_MAX_ATTEMPTS: 5,
   // Long enough for the next prompts to go first: a success between two
   // failures is what tells a bad prompt from a bad server.
@@ -143,6 +153,11 @@ export function parseConfig(env: Env): Config {
   if (startMinutes === endMinutes) {
     throw new ConfigError("WINDOW_END", `a time different from WINDOW_START (use 00:00 and 24:00 for always open)`, env.WINDOW_END);
   }
+  const timeoutSeconds = number(env, "LLM_TIMEOUT_SECONDS", { min: 1, max: 24 * 3600 }) ?? DEFAULTS.LLM_TIMEOUT_SECONDS;
+  const stallSeconds = number(env, "LLM_STALL_SECONDS", { min: 1, max: 24 * 3600 }) ?? Math.min(DEFAULTS.LLM_STALL_SECONDS, timeoutSeconds / 2);
+  if (stallSeconds >= timeoutSeconds) {
+    throw new ConfigError("LLM_STALL_SECONDS", `less than LLM_TIMEOUT_SECONDS (${timeoutSeconds} s), or the whole call would time out first`, env.LLM_STALL_SECONDS);
+  }
   const databaseUrl = text(env, "DATABASE_URL") ?? null;
   if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     // Never echo the value: it may hold a password.
@@ -159,7 +174,9 @@ export function parseConfig(env: Env): Config {
       systemPrompt: text(env, "LLM_SYSTEM_PROMPT") ?? null,
       temperature: number(env, "LLM_TEMPERATURE", { min: 0, max: 2 }) ?? null,
       maxTokens: number(env, "LLM_MAX_TOKENS", { min: 1, max: 10_000_000, integer: true }) ?? null,
-      timeoutSeconds: number(env, "LLM_TIMEOUT_SECONDS", { min: 1, max: 24 * 3600 }) ?? DEFAULTS.LLM_TIMEOUT_SECONDS,
+      timeoutSeconds,
+      stallSeconds,
+      repetitionGuard: oneOf(env, "LLM_REPETITION_GUARD", ["on", "off"] as const, DEFAULTS.LLM_REPETITION_GUARD) === "on",
       maxAttempts: number(env, "LLM_MAX_ATTEMPTS", { min: 1, max: 100, integer: true }) ?? DEFAULTS.LLM_MAX_ATTEMPTS,
       retryDelaySeconds: number(env, "LLM_RETRY_DELAY_SECONDS", { min: 0, max: 60 }) ?? DEFAULTS.LLM_RETRY_DELAY_SECONDS,
       maxResponseBytes:

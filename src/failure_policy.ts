@@ -56,7 +56,7 @@ export type FailureDecision =
 
 /** True when the decision depends on the server's state, so the task must probe it first. */
 export function needsServerFacts(error: FailureFacts["error"]): boolean {
-  return error.kind === "unavailable" && error.httpStatus !== 429;
+  return (error.kind === "unavailable" && error.httpStatus !== 429) || error.kind === "stall";
 }
 
 /** The decision for one failed call. */
@@ -69,9 +69,21 @@ export function decideFailure(facts: FailureFacts, settings: PolicySettings): Fa
     case "config":
       // 401/403/404: no retry of this prompt can help; an operator must fix the settings.
       return { action: "keep_place", cause: "misconfigured", breaker: "misconfigured", message: error.message };
-    case "prompt":
+    case "rejected":
+    case "too_large":
+    // A loop, or a generation still running at the timeout, is the prompt's
+    // own: at the same settings it loops again. It costs the night at most the
+    // time to detect it, also when it is the last prompt left; an operator can
+    // retry it by SQL.
+    case "repetition":
+    case "timeout":
       return { action: "fail", failures: facts.failuresBefore + 1, message: error.message };
+    case "server_lost":
+      // The server stopped answering its probe while it held the call open.
+      return { action: "keep_place", cause: "outage", breaker: "unavailable", message: error.message };
     case "unavailable":
+    case "stall":
+      // A stall is ambiguous: the server may have died. The probe tells.
       if (isOutage(facts)) return { action: "keep_place", cause: "outage", breaker: "unavailable", message: error.message };
       return counted(facts, settings);
     case "bad_response":

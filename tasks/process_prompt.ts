@@ -78,11 +78,14 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     log.info(`prompt ${id} skipped: it is gone or no longer pendiente`, { id, outcome: "skipped" });
     return;
   }
-  const failure = (message: string, failuresNow: number, seconds: number, startedAt: Date | null, httpStatus: number | null = null): Failure => ({
-    id, message, failures: failuresNow, seconds, startedAt, httpStatus, provider: config.llm.provider, model: config.llm.model,
+  const failure = (
+    message: string, failuresNow: number, seconds: number, startedAt: Date | null, finishReason: string, e: LlmError | null = null,
+  ): Failure => ({
+    id, message, failures: failuresNow, seconds, startedAt, finishReason, httpStatus: e?.httpStatus ?? null,
+    partialAnswer: e?.partialAnswer ?? null, provider: config.llm.provider, model: config.llm.model,
   });
   if (row.prompt.trim() === "") {
-    await database("recording the error", (db) => recordFinalFailure(db, failure("the prompt is empty", failures, 0, null)));
+    await database("recording the error", (db) => recordFinalFailure(db, failure("the prompt is empty", failures, 0, null, "empty_prompt")));
     log.info(`prompt ${id} error: the prompt is empty`, { id, outcome: "error", seconds: 0, attempt: failures });
     return;
   }
@@ -104,7 +107,7 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     const e = error instanceof LlmError ? error : new LlmError("unavailable", String((error as Error)?.message ?? error));
     const decision = decideFailure(await failureFacts(database, id, failures, e), config.llm);
     await recordDecision(helpers, database, id, failures, decision, e, seconds, (message, counted) =>
-      failure(message, counted, seconds, startedAt, e.httpStatus),
+      failure(message, counted, seconds, startedAt, e.kind, e),
     );
     return;
   } finally {
@@ -123,11 +126,13 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
       recordSuccess(db, {
         id, respuesta, tokensIn, tokensOut, seconds, failures, startedAt,
         provider: config.llm.provider, model: answer.model,
-        serverTokensIn: answer.serverTokensIn, serverTokensOut: answer.serverTokensOut,
+        serverTokensIn: answer.serverTokensIn, serverTokensOut: answer.serverTokensOut, finishReason: answer.finishReason,
       }),
     );
     if (written) {
-      log.info(`prompt ${id} listo`, { id, outcome: "listo", seconds: round2(seconds), tokensIn, tokensOut, attempt: failures + 1 });
+      // An answer a token limit cut short is listo, and says so.
+      const cutShort = answer.finishReason === "length" ? { finishReason: "length" } : {};
+      log.info(`prompt ${id} listo`, { id, outcome: "listo", seconds: round2(seconds), tokensIn, tokensOut, attempt: failures + 1, ...cutShort });
     } else {
       log.warn(`prompt ${id} answered, but the row was no longer pendiente; the answer was not written`, { id });
     }

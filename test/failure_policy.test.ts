@@ -34,12 +34,21 @@ interface Case {
 /** Keyed by the first cell of the rows of docs/architecture.md's table, in its order. */
 const table: [string, Case[]][] = [
   ["HTTP 400, 413 or 422, or an answer over `LLM_MAX_RESPONSE_BYTES`", [
-    { facts: { error: error("prompt", 400), failuresBefore: 0 }, expected: { action: "fail", failures: 1, message: "prompt 400" } },
-    { facts: { error: error("prompt", 413), failuresBefore: 2 }, expected: { action: "fail", failures: 3 } },
-    { facts: { error: error("prompt", 422), failuresBefore: 0 }, expected: { action: "fail", failures: 1 } },
-    { facts: { error: error("prompt"), failuresBefore: 0 }, expected: { action: "fail", failures: 1 } },
+    { facts: { error: error("rejected", 400), failuresBefore: 0 }, expected: { action: "fail", failures: 1, message: "rejected 400" } },
+    { facts: { error: error("rejected", 413), failuresBefore: 2 }, expected: { action: "fail", failures: 3 } },
+    { facts: { error: error("rejected", 422), failuresBefore: 0 }, expected: { action: "fail", failures: 1 } },
+    { facts: { error: error("too_large"), failuresBefore: 0 }, expected: { action: "fail", failures: 1 } },
   ]],
-  ["refused or reset connection, timeout, 5xx, cut-off body, and the health probe fails too", [
+  ["the answer became a loop (the repetition guard)", [
+    { facts: { error: error("repetition"), failuresBefore: 0 }, expected: { action: "fail", failures: 1, message: "repetition" } },
+    // Even the last prompt left, which an outage would spare: a loop is never an outage.
+    { facts: { error: error("repetition"), failuresBefore: 2, ...serverUp, pendingPrompts: 1 }, expected: { action: "fail", failures: 3 } },
+  ]],
+  ["still generating at `LLM_TIMEOUT_SECONDS`", [
+    { facts: { error: error("timeout"), failuresBefore: 0 }, expected: { action: "fail", failures: 1 } },
+  ]],
+  ["refused or reset connection, 5xx, cut-off body, no answer within `LLM_TIMEOUT_SECONDS`, or a stall, and the health probe fails too", [
+    { facts: { error: error("stall"), failuresBefore: 0, serverReachable: false }, expected: { action: "keep_place", cause: "outage", breaker: "unavailable" } },
     { facts: { error: error("unavailable"), failuresBefore: 1, serverReachable: false }, expected: { action: "keep_place", cause: "outage", breaker: "unavailable" } },
     { facts: { error: error("unavailable", 503), failuresBefore: 0, serverReachable: false }, expected: { action: "keep_place", cause: "outage", breaker: "unavailable" } },
   ]],
@@ -49,6 +58,7 @@ const table: [string, Case[]][] = [
   ["the same failures while the health probe answers", [
     { facts: { error: error("unavailable", 500), failuresBefore: 0, ...serverUp }, expected: { action: "retry", failures: 1, delaySeconds: 5 } },
     { facts: { error: error("unavailable"), failuresBefore: 1, ...serverUp }, expected: { action: "retry", failures: 2, delaySeconds: 10 } },
+    { facts: { error: error("stall"), failuresBefore: 0, ...serverUp }, expected: { action: "retry", failures: 1, delaySeconds: 5 } },
     // Retry-After is honoured within the outage cap.
     { facts: { error: error("unavailable", 503, 30), failuresBefore: 0, ...serverUp }, expected: { action: "retry", failures: 1, delaySeconds: 30 } },
     { facts: { error: error("unavailable", 503, 3600), failuresBefore: 0, ...serverUp }, expected: { action: "retry", failures: 1, delaySeconds: 60 } },
@@ -86,6 +96,9 @@ const table: [string, Case[]][] = [
       expected: { action: "fail", failures: 5, message: "bad_response 200 (failed 5 times; LLM_MAX_ATTEMPTS=5)" },
     },
     { facts: { error: error("unavailable", 500), failuresBefore: 4, ...serverUp }, expected: { action: "fail", failures: 5 } },
+  ]],
+  ["the server stopped answering its health probe during the call (llama-server after SIGTERM)", [
+    { facts: { error: error("server_lost"), failuresBefore: 1 }, expected: { action: "keep_place", cause: "outage", breaker: "unavailable" } },
   ]],
   ["HTTP 401, 403 or 404", [
     { facts: { error: error("config", 401), failuresBefore: 0 }, expected: { action: "keep_place", cause: "misconfigured", breaker: "misconfigured" } },
@@ -125,11 +138,14 @@ describe("decideFailure: the failure table of docs/architecture.md, row for row"
 });
 
 describe("needsServerFacts", () => {
-  test("only an unavailable error that is not a 429 needs the server probed", () => {
+  test("only a stall, or an unavailable error that is not a 429, needs the server probed", () => {
     assert.equal(needsServerFacts(error("unavailable")), true);
     assert.equal(needsServerFacts(error("unavailable", 503)), true);
     assert.equal(needsServerFacts(error("unavailable", 429)), false);
-    for (const kind of ["prompt", "config", "bad_response", "aborted"] as const) assert.equal(needsServerFacts(error(kind)), false, kind);
+    assert.equal(needsServerFacts(error("stall")), true);
+    for (const kind of ["rejected", "too_large", "repetition", "timeout", "server_lost", "config", "bad_response", "aborted"] as const) {
+      assert.equal(needsServerFacts(error(kind)), false, kind);
+    }
   });
 });
 

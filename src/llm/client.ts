@@ -1,18 +1,33 @@
 /**
- * The HTTP client for the LLM: one undici keep-alive pool for every call,
- * whole-call timeout, bounded response size, and errors sorted by kind.
+ * The HTTP client for the LLM. Every call streams, and is watched while it
+ * streams, so that no runaway generation can hold the GPU for long:
+ *
+ * - LLM_TIMEOUT_SECONDS bounds the whole call. A model can take minutes to
+ *   load or to read a long prompt, and sends nothing meanwhile, so that is
+ *   the only bound on the wait for the first token.
+ * - LLM_STALL_SECONDS: a stream that has started and then sends nothing for
+ *   that long is cut.
+ * - The repetition guard cuts an answer whose tail has become a loop.
+ * - LLM_MAX_RESPONSE_BYTES cuts an answer that grows past it: memory stays
+ *   bounded, nothing is buffered but the answer itself.
+ * - The server is probed every few seconds during the call, on a connection
+ *   of its own; if it stops answering (llama-server after SIGTERM keeps the
+ *   call open, silent, for ever) the call is cut as an outage.
+ *
+ * What each cut means for the prompt is src/failure_policy.ts's to decide.
  */
 import { Pool } from "undici";
 import type { Config } from "../config";
 import { scrub } from "../log";
 import { LlmError, kindForStatus, parseRetryAfter } from "./errors";
-import { ollamaProtocol, openaiProtocol, type LlmAnswer, type Protocol } from "./protocols";
+import { ollamaProtocol, openaiProtocol, type Delta, type LlmAnswer, type Protocol } from "./protocols";
+import { copiesAtEnd, RepetitionGuard, type Loop } from "./repetition_guard";
 
 export type { LlmAnswer } from "./protocols";
 export { LlmError } from "./errors";
 
 export interface LlmClient {
-  /** Sends one prompt and waits for the whole answer. `signal` cancels it. */
+  /** Sends one prompt and streams the whole answer. `signal` cancels it. */
   generate(prompt: string, signal?: AbortSignal): Promise<LlmAnswer>;
   /** True if the server answers a cheap GET with anything below 500. */
   isReachable(): Promise<boolean>;
@@ -21,114 +36,305 @@ export interface LlmClient {
 
 // A health probe must answer fast; a server that needs longer is as good as down.
 const PROBE_TIMEOUT_MS = 5_000;
+// How often the server is probed while a call waits or streams.
+const PROBE_EVERY_MS = 5_000;
+// A server that fails its probe this long during a call is gone (or LLM_STALL_SECONDS, if shorter).
+const SERVER_LOST_MAX_SECONDS = 30;
 // Error messages are stored in the database; a whole HTML error page is noise.
 const MAX_ERROR_MESSAGE_CHARS = 500;
+// The longest repeated block a message quotes in full.
+const QUOTED_BLOCK_CHARS = 60;
 
-/** Builds the client for LLM_PROVIDER, with its own connection pool. */
+/** Builds the client for LLM_PROVIDER, with its own connection pools. */
 export function createLlmClient(settings: Config["llm"]): LlmClient {
   const protocol: Protocol = settings.provider === "ollama" ? ollamaProtocol(settings) : openaiProtocol(settings);
   const base = new URL(settings.baseUrl);
   const basePath = base.pathname.replace(/\/+$/, "");
   const timeoutMs = settings.timeoutSeconds * 1000;
-  const pool = new Pool(base.origin, {
-    // Prompts go one at a time, and the health probe only runs after a call
-    // has ended, so one kept-alive connection serves everything.
+  const calls = new Pool(base.origin, {
+    // Prompts go one at a time, so one kept-alive connection serves every call.
     connections: 1,
-    // undici's own 300 s header/body timeouts would cut a long generation short.
+    // undici's own 300 s header/body timeouts would cut a long generation
+    // short; the call's own guards (below) decide instead.
     headersTimeout: timeoutMs,
     bodyTimeout: timeoutMs,
     keepAliveTimeout: 60_000,
     connect: { timeout: 10_000 },
   });
-  const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
+  // The probe's own connection: it must get through while a call holds the other one.
+  const probes = new Pool(base.origin, {
+    connections: 1,
+    headersTimeout: PROBE_TIMEOUT_MS,
+    bodyTimeout: PROBE_TIMEOUT_MS,
+    keepAliveTimeout: 60_000,
+    connect: { timeout: PROBE_TIMEOUT_MS },
+  });
+  const headers: Record<string, string> = { "content-type": "application/json", accept: "application/x-ndjson, text/event-stream, application/json" };
   if (settings.apiKey !== null) headers.authorization = `Bearer ${settings.apiKey}`;
+  const tooLarge = () =>
+    new LlmError("too_large", `the LLM's answer exceeded LLM_MAX_RESPONSE_BYTES (${settings.maxResponseBytes} bytes); raise it or set LLM_MAX_TOKENS`);
 
-  async function readLimited(body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown }): Promise<string> {
+  async function readWhole(body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown }): Promise<string> {
     const chunks: Buffer[] = [];
     let bytes = 0;
     for await (const chunk of body) {
       bytes += chunk.length;
       if (bytes > settings.maxResponseBytes) {
         body.destroy();
-        throw new LlmError(
-          "prompt",
-          `the LLM's response exceeded LLM_MAX_RESPONSE_BYTES (${settings.maxResponseBytes} bytes); raise it or set LLM_MAX_TOKENS`,
-        );
+        throw tooLarge();
       }
       chunks.push(chunk);
     }
     return Buffer.concat(chunks).toString("utf8");
   }
 
-  function describeNetworkError(error: unknown, timedOut: boolean): LlmError {
-    if (error instanceof LlmError) return error;
-    if (timedOut) return new LlmError("unavailable", `the LLM did not answer within LLM_TIMEOUT_SECONDS (${settings.timeoutSeconds} s)`);
-    const e = error as { code?: string; message?: string; name?: string };
-    if (e.name === "AbortError") return new LlmError("aborted", "the LLM call was cancelled");
-    return new LlmError("unavailable", `cannot reach the LLM at ${base.origin}: ${e.code ?? e.name ?? "error"} ${e.message ?? ""}`.trim());
+  async function isReachable(): Promise<boolean> {
+    try {
+      const response = await probes.request({
+        path: basePath + protocol.healthPath,
+        method: "GET",
+        headers,
+        signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+      });
+      await response.body.dump();
+      return response.statusCode < 500;
+    } catch {
+      return false;
+    }
   }
 
-  return {
-    async generate(prompt, signal) {
-      const timeout = AbortSignal.timeout(timeoutMs);
-      const signals = signal ? [signal, timeout] : [timeout];
-      let text: string;
-      let status: number;
-      let retryAfter: number | null;
-      try {
-        const response = await pool.request({
-          path: basePath + protocol.generatePath,
-          method: "POST",
-          headers,
-          body: JSON.stringify(protocol.requestBody(prompt)),
-          signal: AbortSignal.any(signals),
-        });
-        status = response.statusCode;
-        retryAfter = parseRetryAfter(response.headers["retry-after"]);
+  async function generate(prompt: string, signal?: AbortSignal): Promise<LlmAnswer> {
+    const watch = new CallWatch(settings, isReachable, signal);
+    let text = "";
+    try {
+      const response = await calls.request({
+        path: basePath + protocol.generatePath,
+        method: "POST",
+        headers,
+        body: JSON.stringify(protocol.requestBody(prompt)),
+        signal: watch.signal,
+      });
+      const status = response.statusCode;
+      const contentType = String(response.headers["content-type"] ?? "");
+      if (status < 200 || status >= 300 || contentType.startsWith("application/json")) {
         const declared = Number(response.headers["content-length"]);
         if (Number.isFinite(declared) && declared > settings.maxResponseBytes) {
           response.body.destroy();
-          throw new LlmError(
-            "prompt",
-            `the LLM's response exceeded LLM_MAX_RESPONSE_BYTES (${settings.maxResponseBytes} bytes); raise it or set LLM_MAX_TOKENS`,
-          );
+          throw tooLarge();
         }
-        text = await readLimited(response.body);
-      } catch (error) {
-        throw describeNetworkError(error, timeout.aborted && !signal?.aborted);
+        const raw = await readWhole(response.body);
+        let body: unknown;
+        try {
+          body = JSON.parse(raw);
+        } catch {
+          body = undefined;
+        }
+        if (status < 200 || status >= 300) {
+          const detail = protocol.errorMessage(body) ?? (raw.trim() || "(empty body)");
+          const message = scrub(`the LLM answered HTTP ${status}: ${detail}`).slice(0, MAX_ERROR_MESSAGE_CHARS);
+          throw new LlmError(kindForStatus(status), message, status, parseRetryAfter(response.headers["retry-after"]));
+        }
+        if (body === undefined) throw new LlmError("bad_response", `the LLM answered HTTP ${status} with a body that is not JSON (${raw.length} chars)`, status);
+        // A server that did not stream (or a 200 whose body is an error, as LM Studio sends).
+        return protocol.parseWhole(body);
       }
-      let body: unknown;
-      try {
-        body = JSON.parse(text);
-      } catch {
-        body = undefined;
-      }
-      if (status < 200 || status >= 300) {
-        const detail = protocol.errorMessage(body) ?? (text.trim() || "(empty body)");
-        const message = scrub(`the LLM answered HTTP ${status}: ${detail}`).slice(0, MAX_ERROR_MESSAGE_CHARS);
-        throw new LlmError(kindForStatus(status), message, status, retryAfter);
-      }
-      if (body === undefined) {
-        throw new LlmError("bad_response", `the LLM answered HTTP ${status} with a body that is not JSON (${text.length} chars)`, status);
-      }
-      return protocol.parseAnswer(body);
-    },
 
-    async isReachable() {
-      try {
-        const response = await pool.request({
-          path: basePath + protocol.healthPath,
-          method: "GET",
-          headers,
-          signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
-        });
-        await response.body.dump();
-        return response.statusCode < 500;
-      } catch {
-        return false;
+      const reader = protocol.streamReader(settings.maxResponseBytes);
+      const guard = settings.repetitionGuard ? new RepetitionGuard() : null;
+      const reasoningGuard = settings.repetitionGuard ? new RepetitionGuard() : null;
+      let reasoning = "";
+      let bytes = 0;
+      /** Takes the deltas of one network read: the answer grows, and the guards look at it once. */
+      const take = (deltas: Delta[]) => {
+        let added = "";
+        let addedReasoning = "";
+        for (const delta of deltas) {
+          if (delta.text === "" && delta.reasoning === "") continue;
+          watch.output();
+          added += delta.text;
+          addedReasoning += delta.reasoning;
+        }
+        if (added === "" && addedReasoning === "") return;
+        text += added;
+        reasoning += addedReasoning;
+        bytes += Buffer.byteLength(added) + Buffer.byteLength(addedReasoning);
+        if (bytes > settings.maxResponseBytes) watch.cut(tooLarge());
+        const loop = guard?.push(added) ?? null;
+        if (loop) watch.cut(repetitionError(loop, text, watch));
+        const reasoningLoop = reasoningGuard?.push(addedReasoning) ?? null;
+        if (reasoningLoop) watch.cut(repetitionError(reasoningLoop, reasoning, watch, "reasoning"));
+      };
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        take(reader.push(chunk));
+        if (watch.cutError) break;
       }
-    },
+      if (!watch.cutError) take(reader.end());
+      if (watch.cutError) throw watch.cutError;
+      return { text, ...reader.final() };
+    } catch (error) {
+      throw watch.describe(error, text, base.origin);
+    } finally {
+      watch.dispose();
+    }
+  }
 
-    close: () => pool.close(),
+  return {
+    generate,
+    isReachable,
+    async close() {
+      await Promise.all([calls.close(), probes.close()]);
+    },
   };
+}
+
+function formatCount(n: number): string {
+  return n.toLocaleString("en-US");
+}
+
+function repetitionError(loop: Loop, answer: string, watch: CallWatch, what = "answer"): LlmError {
+  const block = loop.block.length > QUOTED_BLOCK_CHARS ? `${loop.block.slice(0, QUOTED_BLOCK_CHARS)}…` : loop.block;
+  const copies = copiesAtEnd(answer, loop.block.length);
+  const blockNote = loop.block.length > QUOTED_BLOCK_CHARS ? ` (a block of ${formatCount(loop.block.length)} characters)` : "";
+  return new LlmError(
+    "repetition",
+    `generation cut: the ${what} repeated ${JSON.stringify(block)}${blockNote} ${formatCount(copies)} times ` +
+      `(${formatCount(watch.outputTokens)} tokens in ${watch.elapsedSeconds().toFixed(0)} s)`,
+    null,
+    null,
+    answer,
+  );
+}
+
+/**
+ * The guards of one call: its whole-call timeout, the stall timer, and the
+ * server probe while it runs. Any of them, or the caller's signal, cuts the
+ * call by aborting `signal`; `cutError` then says why.
+ */
+class CallWatch {
+  private readonly controller = new AbortController();
+  private readonly startedMs = Date.now();
+  private lastOutputMs = 0;
+  private tokens = 0;
+  private stallTimer: NodeJS.Timeout | null = null;
+  private readonly deadline: NodeJS.Timeout;
+  private readonly probeTimer: NodeJS.Timeout;
+  private probing = false;
+  private unreachableSinceMs: number | null = null;
+  private readonly stallMs: number;
+  private readonly serverLostMs: number;
+  private readonly onCallerAbort = () => this.controller.abort();
+  cutError: LlmError | null = null;
+
+  constructor(
+    private readonly settings: Config["llm"],
+    private readonly isReachable: () => Promise<boolean>,
+    private readonly caller?: AbortSignal,
+  ) {
+    this.stallMs = settings.stallSeconds * 1000;
+    this.serverLostMs = Math.min(settings.stallSeconds, SERVER_LOST_MAX_SECONDS) * 1000;
+    this.deadline = setTimeout(() => this.timedOut(), settings.timeoutSeconds * 1000);
+    // Often enough to see a lost server a few times before giving up on it.
+    this.probeTimer = setInterval(() => void this.probe(), Math.min(PROBE_EVERY_MS, this.serverLostMs / 3));
+    if (caller?.aborted) this.controller.abort();
+    else caller?.addEventListener("abort", this.onCallerAbort, { once: true });
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  get outputTokens(): number {
+    return this.tokens;
+  }
+
+  elapsedSeconds(): number {
+    return (Date.now() - this.startedMs) / 1000;
+  }
+
+  /** A token (or a few) arrived. */
+  output(): void {
+    this.tokens += 1;
+    this.lastOutputMs = Date.now();
+    if (this.stallTimer === null) this.armStall(this.stallMs);
+  }
+
+  /** Cuts the call for this reason (the first reason wins). */
+  cut(error: LlmError): void {
+    if (this.cutError !== null) return;
+    this.cutError = error;
+    this.controller.abort();
+  }
+
+  /** The error to throw for whatever ended the call. */
+  describe(error: unknown, answer: string, origin: string): LlmError {
+    const cut = this.cutError;
+    if (cut) {
+      // What was generated before the cut, so that an operator can see the loop or the stall.
+      return cut.partialAnswer !== null || answer === "" ? cut : new LlmError(cut.kind, cut.message, cut.httpStatus, cut.retryAfterSeconds, answer);
+    }
+    if (this.caller?.aborted) return new LlmError("aborted", "the LLM call was cancelled");
+    if (error instanceof LlmError) return error;
+    const e = error as { code?: string; message?: string; name?: string };
+    const detail = `${e.code ?? e.name ?? "error"} ${e.message ?? ""}`.trim();
+    if (answer !== "" || this.tokens > 0) {
+      return new LlmError("unavailable", `the LLM's answer was cut off after ${formatCount(this.tokens)} tokens: ${detail}`, null, null, answer);
+    }
+    return new LlmError("unavailable", `cannot reach the LLM at ${origin}: ${detail}`);
+  }
+
+  dispose(): void {
+    clearTimeout(this.deadline);
+    clearInterval(this.probeTimer);
+    if (this.stallTimer) clearTimeout(this.stallTimer);
+    this.caller?.removeEventListener("abort", this.onCallerAbort);
+  }
+
+  private timedOut(): void {
+    if (this.tokens === 0) {
+      // Nothing at all came: a server that is down, or a prompt that takes
+      // longer to read than allowed. The failure policy probes to tell which.
+      this.cut(new LlmError("unavailable", `the LLM did not answer within LLM_TIMEOUT_SECONDS (${this.settings.timeoutSeconds} s)`));
+      return;
+    }
+    this.cut(
+      new LlmError(
+        "timeout",
+        `generation cut: still generating at LLM_TIMEOUT_SECONDS (${this.settings.timeoutSeconds} s) after ${formatCount(this.tokens)} tokens`,
+      ),
+    );
+  }
+
+  private armStall(ms: number): void {
+    this.stallTimer = setTimeout(() => {
+      const silentMs = Date.now() - this.lastOutputMs;
+      if (silentMs < this.stallMs) return this.armStall(this.stallMs - silentMs);
+      this.cut(
+        new LlmError(
+          "stall",
+          `generation cut: no output for ${this.settings.stallSeconds} s after ${formatCount(this.tokens)} tokens (LLM_STALL_SECONDS)`,
+        ),
+      );
+    }, ms);
+  }
+
+  private async probe(): Promise<void> {
+    if (this.probing || this.cutError) return;
+    this.probing = true;
+    const startedMs = Date.now();
+    try {
+      if (await this.isReachable()) {
+        this.unreachableSinceMs = null;
+        return;
+      }
+      this.unreachableSinceMs ??= startedMs;
+      const downSeconds = Math.round((Date.now() - this.unreachableSinceMs) / 1000);
+      if (Date.now() - this.unreachableSinceMs >= this.serverLostMs) {
+        this.cut(
+          new LlmError("server_lost", `the LLM server stopped answering during the call (its health probe has failed for ${downSeconds} s)`),
+        );
+      }
+    } finally {
+      this.probing = false;
+    }
+  }
 }

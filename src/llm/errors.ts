@@ -1,17 +1,31 @@
 /**
- * Why an LLM call failed, sorted by what the worker must do about it.
+ * How an LLM call failed: the facts, sorted by kind. What each kind means for
+ * the prompt (error now, retry, keep its place) is src/failure_policy.ts's to
+ * decide; the kind is also what fila_llm_outcome.finish_reason records.
  *
- * - prompt:       the prompt itself is at fault (HTTP 400/413/422, an answer
- *                 over LLM_MAX_RESPONSE_BYTES): the row becomes `error` at once.
- * - config:       401/403, or 404 for the model: nothing a retry of this prompt
- *                 fixes. Logged loudly; prompts are not marked `error`.
- * - unavailable:  refused or reset connection, timeout, 5xx, 429, cut-off body:
- *                 an outage unless a health probe shows the server is up.
- * - bad_response: the server answered 2xx with something unusable (not JSON,
- *                 no text): counted against the prompt and retried.
+ * - rejected:     the server refused the prompt (HTTP 400, 413, 422).
+ * - too_large:    the answer reached LLM_MAX_RESPONSE_BYTES; the stream was cut.
+ * - repetition:   the answer became a loop (src/llm/repetition_guard.ts); cut.
+ * - timeout:      still generating at LLM_TIMEOUT_SECONDS; cut.
+ * - stall:        the stream started, then sent nothing for LLM_STALL_SECONDS; cut.
+ * - server_lost:  the server stopped answering its health probe during the call; cut.
+ * - unavailable:  refused or reset connection, 5xx, 429, a body cut off, no
+ *                 answer at all within LLM_TIMEOUT_SECONDS.
+ * - bad_response: a 2xx that cannot be used (not JSON, no text).
+ * - config:       401/403, or 404 for the model: nothing a retry of this prompt fixes.
  * - aborted:      we cancelled the call (shutdown grace over, leadership lost).
  */
-export type LlmErrorKind = "prompt" | "config" | "unavailable" | "bad_response" | "aborted";
+export type LlmErrorKind =
+  | "rejected"
+  | "too_large"
+  | "repetition"
+  | "timeout"
+  | "stall"
+  | "server_lost"
+  | "unavailable"
+  | "bad_response"
+  | "config"
+  | "aborted";
 
 export class LlmError extends Error {
   constructor(
@@ -20,6 +34,8 @@ export class LlmError extends Error {
     readonly httpStatus: number | null = null,
     /** From a Retry-After header, when the server sent one. */
     readonly retryAfterSeconds: number | null = null,
+    /** What the answer held when a generation was cut, for the operator to see. */
+    readonly partialAnswer: string | null = null,
   ) {
     super(message);
     this.name = "LlmError";
@@ -28,7 +44,7 @@ export class LlmError extends Error {
 
 /** Sorts an HTTP error status into the kind of failure it means. */
 export function kindForStatus(status: number): LlmErrorKind {
-  if (status === 400 || status === 413 || status === 422) return "prompt";
+  if (status === 400 || status === 413 || status === 422) return "rejected";
   if (status === 408 || status === 429 || status >= 500) return "unavailable";
   return "config";
 }

@@ -1,17 +1,49 @@
 /**
- * The two wire formats: Ollama's native /api/generate and OpenAI-compatible
- * /chat/completions (vLLM, llama-server, LM Studio, TGI, Ollama's /v1).
+ * The two wire formats, always streamed: Ollama's native /api/generate
+ * (NDJSON, the last line `done: true` with done_reason and the counts) and
+ * OpenAI-compatible /chat/completions (server-sent events of
+ * chat.completion.chunk, a usage chunk, `data: [DONE]`), as vLLM, llama.cpp's
+ * llama-server, LM Studio, TGI and Ollama's /v1 send them.
+ *
+ * A server may send an error inside a stream whose status was already 200
+ * (Ollama: an `{"error": …}` line; llama-server and vLLM: a `data:` event
+ * with `error`; LM Studio: `event: error`), and may end a stream without its
+ * final event (Ollama's own repeat abort, a crash, a cut connection). Both
+ * are failures: an answer is complete only once its final event has come.
  */
 import type { Config } from "../config";
 import { LlmError } from "./errors";
+import { LineSplitter, SseParser } from "./framing";
 
+/** A complete answer. */
 export interface LlmAnswer {
   text: string;
   /** The model name the server reports, else the one we asked for. */
   model: string;
+  /** How the generation ended, as the server says: "stop", "length" (cut short by a token limit), … */
+  finishReason: string | null;
   /** Token counts as the server itself reports them, when it does. */
   serverTokensIn: number | null;
   serverTokensOut: number | null;
+}
+
+/** What one streamed event added to the answer. */
+export interface Delta {
+  text: string;
+  /** A thinking model's reasoning, streamed apart from the answer (not stored). */
+  reasoning: string;
+}
+
+/** The summary a stream's final event carries. */
+export type Final = Omit<LlmAnswer, "text">;
+
+export interface StreamReader {
+  /** Body bytes in; the deltas they complete. Throws LlmError for an error sent inside the stream. */
+  push(chunk: Buffer): Delta[];
+  /** The body ended: the deltas of a last line or event that had no line end. */
+  end(): Delta[];
+  /** After end(): the final event's summary; throws if it never came. */
+  final(): Final;
 }
 
 export interface Protocol {
@@ -20,7 +52,10 @@ export interface Protocol {
   /** A cheap GET that tells whether the server is up. */
   healthPath: string;
   requestBody(prompt: string): unknown;
-  parseAnswer(body: unknown): LlmAnswer;
+  /** Reads a streamed 2xx body; `maxLineBytes` bounds one line or event. */
+  streamReader(maxLineBytes: number): StreamReader;
+  /** Reads a 2xx body that came whole, as JSON, from a server that did not stream. */
+  parseWhole(body: unknown): LlmAnswer;
   /** The human message inside an error body, if the server sent one. */
   errorMessage(body: unknown): string | null;
 }
@@ -39,11 +74,43 @@ function count(value: unknown): number | null {
   return typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_INT ? value : null;
 }
 
-function missingText(what: string): LlmError {
-  return new LlmError("bad_response", `the LLM answered 200 without ${what}`);
+function text(value: unknown): string {
+  return typeof value === "string" ? value : "";
+}
+
+function parseJson(line: string): unknown {
+  try {
+    return JSON.parse(line);
+  } catch {
+    throw new LlmError("bad_response", `the LLM sent a line that is not JSON inside its answer (${line.length} chars)`);
+  }
+}
+
+function errorInStream(message: string): LlmError {
+  return new LlmError("unavailable", `the LLM reported an error while answering: ${message}`);
+}
+
+function cutBeforeTheEnd(): LlmError {
+  return new LlmError("unavailable", "the LLM's answer stopped before its end (no final event; the server may have crashed or cut the connection)");
+}
+
+/** The message of an error body in any of the shapes servers use, or null. */
+function anyErrorMessage(body: unknown): string | null {
+  if (!isObject(body)) return null;
+  if (isObject(body.error) && typeof body.error.message === "string") return body.error.message;
+  if (typeof body.error === "string") return body.error;
+  // vLLM before 0.10.1: a flat {"object": "error", "message": …}.
+  if (body.object === "error" && typeof body.message === "string") return body.message;
+  return null;
 }
 
 export function ollamaProtocol(settings: LlmSettings): Protocol {
+  const final = (line: Record<string, unknown>): Final => ({
+    model: typeof line.model === "string" && line.model !== "" ? line.model : settings.model,
+    finishReason: typeof line.done_reason === "string" && line.done_reason !== "" ? line.done_reason : null,
+    serverTokensIn: count(line.prompt_eval_count),
+    serverTokensOut: count(line.eval_count),
+  });
   return {
     generatePath: "/api/generate",
     healthPath: "/api/version",
@@ -54,21 +121,49 @@ export function ollamaProtocol(settings: LlmSettings): Protocol {
       return {
         model: settings.model,
         prompt,
-        stream: false,
+        stream: true,
         ...(settings.systemPrompt !== null ? { system: settings.systemPrompt } : {}),
         ...(Object.keys(options).length > 0 ? { options } : {}),
       };
     },
-    parseAnswer: (body) => {
-      if (!isObject(body) || typeof body.response !== "string") throw missingText('a "response" string');
+    streamReader(maxLineBytes) {
+      const lines = new LineSplitter(maxLineBytes);
+      let done: Final | null = null;
+      const read = (line: string, deltas: Delta[]) => {
+        if (line.trim() === "") return;
+        const value = parseJson(line);
+        if (!isObject(value)) throw new LlmError("bad_response", "the LLM sent a line that is not a JSON object inside its answer");
+        if (typeof value.error === "string") throw errorInStream(value.error);
+        if (typeof value.response !== "string") throw new LlmError("bad_response", 'the LLM sent a line without a "response" string');
+        deltas.push({ text: value.response, reasoning: text(value.thinking) });
+        if (value.done === true) done = final(value);
+      };
       return {
-        text: body.response,
-        model: typeof body.model === "string" ? body.model : settings.model,
-        serverTokensIn: count(body.prompt_eval_count),
-        serverTokensOut: count(body.eval_count),
+        push(chunk) {
+          const deltas: Delta[] = [];
+          for (const line of lines.push(chunk)) read(line, deltas);
+          return deltas;
+        },
+        end() {
+          const deltas: Delta[] = [];
+          const rest = lines.end();
+          if (rest !== null) read(rest, deltas);
+          return deltas;
+        },
+        final() {
+          if (done === null) throw cutBeforeTheEnd();
+          return done;
+        },
       };
     },
-    errorMessage: (body) => (isObject(body) && typeof body.error === "string" ? body.error : null),
+    parseWhole: (body) => {
+      const message = anyErrorMessage(body);
+      if (message !== null) throw errorInStream(message);
+      if (!isObject(body) || typeof body.response !== "string") throw new LlmError("bad_response", 'the LLM answered 200 without a "response" string');
+      if (body.done !== true) throw cutBeforeTheEnd();
+      return { text: body.response, ...final(body) };
+    },
+    errorMessage: anyErrorMessage,
   };
 }
 
@@ -82,29 +177,72 @@ export function openaiProtocol(settings: LlmSettings): Protocol {
         ...(settings.systemPrompt !== null ? [{ role: "system", content: settings.systemPrompt }] : []),
         { role: "user", content: prompt },
       ],
-      stream: false,
+      stream: true,
+      // The usage chunk carries the server's own token counts; a server that sends none is fine.
+      stream_options: { include_usage: true },
       ...(settings.temperature !== null ? { temperature: settings.temperature } : {}),
       ...(settings.maxTokens !== null ? { max_tokens: settings.maxTokens } : {}),
     }),
-    parseAnswer: (body) => {
+    streamReader(maxLineBytes) {
+      const events = new SseParser(maxLineBytes);
+      const summary: Final = { model: settings.model, finishReason: null, serverTokensIn: null, serverTokensOut: null };
+      let finished = false;
+      const read = (event: { event: string | null; data: string }, deltas: Delta[]) => {
+        if (event.data === "[DONE]") return;
+        const value = event.data.trim() === "" ? {} : parseJson(event.data);
+        const message = anyErrorMessage(value);
+        if (event.event === "error" || message !== null) throw errorInStream(message ?? event.data.slice(0, 500));
+        if (!isObject(value)) return;
+        if (typeof value.model === "string" && value.model !== "") summary.model = value.model;
+        if (isObject(value.usage)) {
+          summary.serverTokensIn = count(value.usage.prompt_tokens) ?? summary.serverTokensIn;
+          summary.serverTokensOut = count(value.usage.completion_tokens) ?? summary.serverTokensOut;
+        }
+        const choice = Array.isArray(value.choices) ? value.choices[0] : undefined;
+        if (!isObject(choice)) return;
+        const delta = isObject(choice.delta) ? choice.delta : {};
+        deltas.push({ text: text(delta.content), reasoning: text(delta.reasoning_content) || text(delta.reasoning) });
+        if (typeof choice.finish_reason === "string" && choice.finish_reason !== "") {
+          summary.finishReason = choice.finish_reason;
+          finished = true;
+        }
+      };
+      return {
+        push(chunk) {
+          const deltas: Delta[] = [];
+          for (const event of events.push(chunk)) read(event, deltas);
+          return deltas;
+        },
+        end() {
+          const deltas: Delta[] = [];
+          for (const event of events.end()) read(event, deltas);
+          return deltas;
+        },
+        final() {
+          // [DONE] is not reliable (llama-server leaves it out after an error, Ollama's /v1
+          // after a lost one); the finish_reason is what says the answer is whole.
+          if (!finished) throw cutBeforeTheEnd();
+          return summary;
+        },
+      };
+    },
+    parseWhole: (body) => {
+      const message = anyErrorMessage(body);
+      if (message !== null) throw errorInStream(message);
       const choice = isObject(body) && Array.isArray(body.choices) ? body.choices[0] : undefined;
-      const message = isObject(choice) ? choice.message : undefined;
-      if (!isObject(body) || !isObject(message) || typeof message.content !== "string") {
-        throw missingText("choices[0].message.content");
+      const reply = isObject(choice) ? choice.message : undefined;
+      if (!isObject(body) || !isObject(choice) || !isObject(reply) || typeof reply.content !== "string") {
+        throw new LlmError("bad_response", "the LLM answered 200 without choices[0].message.content");
       }
       const usage = isObject(body.usage) ? body.usage : {};
       return {
-        text: message.content,
+        text: reply.content,
         model: typeof body.model === "string" ? body.model : settings.model,
+        finishReason: typeof choice.finish_reason === "string" ? choice.finish_reason : null,
         serverTokensIn: count(usage.prompt_tokens),
         serverTokensOut: count(usage.completion_tokens),
       };
     },
-    errorMessage: (body) => {
-      if (!isObject(body)) return null;
-      if (isObject(body.error) && typeof body.error.message === "string") return body.error.message;
-      if (typeof body.error === "string") return body.error;
-      return typeof body.message === "string" ? body.message : null;
-    },
+    errorMessage: anyErrorMessage,
   };
 }

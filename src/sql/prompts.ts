@@ -47,15 +47,34 @@ export interface Success {
   model: string;
   serverTokensIn: number | null;
   serverTokensOut: number | null;
+  /** The server's own: "stop", or "length" for an answer a token limit cut short. */
+  finishReason: string | null;
   startedAt: Date;
 }
 
+// The outcome columns every write sets, in this order ($n numbering starts after the legacy row's own).
+const OUTCOME_COLUMNS = [
+  "estatus", "error_message", "attempts", "provider", "model", "server_tokens_in", "server_tokens_out",
+  "http_status", "finish_reason", "cut_answer_head", "cut_answer_tail", "started_at",
+] as const;
 const OUTCOME_UPSERT = `
   ON CONFLICT (prompt_id) DO UPDATE SET
-    estatus = excluded.estatus, error_message = excluded.error_message, attempts = excluded.attempts,
-    provider = excluded.provider, model = excluded.model,
-    server_tokens_in = excluded.server_tokens_in, server_tokens_out = excluded.server_tokens_out,
-    http_status = excluded.http_status, started_at = excluded.started_at, finished_at = excluded.finished_at`;
+    ${OUTCOME_COLUMNS.map((c) => `${c} = excluded.${c}`).join(", ")}, finished_at = excluded.finished_at`;
+
+/** `$from, $from+1, …` for the outcome columns. */
+function outcomeParams(from: number): string {
+  return OUTCOME_COLUMNS.map((_, i) => `$${from + i}`).join(", ");
+}
+
+// What stays of a cut answer: its beginning and its end, each this many characters.
+export const CUT_ANSWER_KEPT_CHARS = 2048;
+
+function cutAnswerEnds(answer: string | null): [string | null, string | null] {
+  if (answer === null || answer === "") return [null, null];
+  // PostgreSQL TEXT cannot hold NUL.
+  const clean = answer.replaceAll("\u0000", "\uFFFD");
+  return [clean.slice(0, CUT_ANSWER_KEPT_CHARS), clean.slice(-CUT_ANSWER_KEPT_CHARS)];
+}
 
 /** Writes the answer and marks the row 'listo', with its outcome, in one statement. False if the row was no longer pending. */
 export async function recordSuccess(db: Queryable, s: Success): Promise<boolean> {
@@ -66,12 +85,13 @@ export async function recordSuccess(db: Queryable, s: Success): Promise<boolean>
               tiempo_ejecucion = round($5::numeric, 2), estatus = 'listo'
         WHERE id = $1 AND estatus = 'pendiente'
        RETURNING id)
-     INSERT INTO fila_llm_outcome AS o
-       (prompt_id, estatus, error_message, attempts, provider, model, server_tokens_in, server_tokens_out,
-        http_status, started_at, finished_at)
-     SELECT id, 'listo', NULL, $6, $7, $8, $9, $10, 200, $11, now() FROM done
+     INSERT INTO fila_llm_outcome AS o (prompt_id, ${OUTCOME_COLUMNS.join(", ")}, finished_at)
+     SELECT id, ${outcomeParams(6)}, now() FROM done
      ${OUTCOME_UPSERT}`,
-    [s.id, s.respuesta, s.tokensIn, s.tokensOut, s.seconds, s.failures, s.provider, s.model, s.serverTokensIn, s.serverTokensOut, s.startedAt],
+    [
+      s.id, s.respuesta, s.tokensIn, s.tokensOut, s.seconds,
+      "listo", null, s.failures, s.provider, s.model, s.serverTokensIn, s.serverTokensOut, 200, s.finishReason, null, null, s.startedAt,
+    ],
   );
   return rowCount === 1;
 }
@@ -86,7 +106,16 @@ export interface Failure {
   provider: string;
   model: string;
   httpStatus: number | null;
+  /** What ended the call (an LlmError kind, or "empty_prompt"). */
+  finishReason: string;
+  /** What a cut generation had produced; its two ends are kept. */
+  partialAnswer: string | null;
   startedAt: Date | null;
+}
+
+function failureValues(f: Failure, estatus: "error" | "pendiente"): unknown[] {
+  const [head, tail] = cutAnswerEnds(f.partialAnswer);
+  return [estatus, f.message, f.failures, f.provider, f.model, null, null, f.httpStatus, f.finishReason, head, tail, f.startedAt];
 }
 
 /** Marks the row 'error' for good, with its message in fila_llm_outcome. False if the row was no longer pending. */
@@ -97,12 +126,10 @@ export async function recordFinalFailure(db: Queryable, f: Failure): Promise<boo
           SET estatus = 'error', fecha_out = now(), tiempo_ejecucion = round($2::numeric, 2)
         WHERE id = $1 AND estatus = 'pendiente'
        RETURNING id)
-     INSERT INTO fila_llm_outcome AS o
-       (prompt_id, estatus, error_message, attempts, provider, model, server_tokens_in, server_tokens_out,
-        http_status, started_at, finished_at)
-     SELECT id, 'error', $3, $4, $5, $6, NULL, NULL, $7, $8, now() FROM failed
+     INSERT INTO fila_llm_outcome AS o (prompt_id, ${OUTCOME_COLUMNS.join(", ")}, finished_at)
+     SELECT id, ${outcomeParams(3)}, now() FROM failed
      ${OUTCOME_UPSERT}`,
-    [f.id, f.seconds, f.message, f.failures, f.provider, f.model, f.httpStatus, f.startedAt],
+    [f.id, f.seconds, ...failureValues(f, "error")],
   );
   return rowCount === 1;
 }
@@ -110,13 +137,11 @@ export async function recordFinalFailure(db: Queryable, f: Failure): Promise<boo
 /** Notes a failure that will be retried: the row stays 'pendiente', the outcome shows the last error. */
 export async function recordRetryableFailure(db: Queryable, f: Failure): Promise<void> {
   await db.query(
-    `INSERT INTO fila_llm_outcome AS o
-       (prompt_id, estatus, error_message, attempts, provider, model, server_tokens_in, server_tokens_out,
-        http_status, started_at, finished_at)
-     SELECT id, 'pendiente', $2, $3, $4, $5, NULL, NULL, $6, $7, now()
+    `INSERT INTO fila_llm_outcome AS o (prompt_id, ${OUTCOME_COLUMNS.join(", ")}, finished_at)
+     SELECT id, ${outcomeParams(2)}, now()
        FROM fila_llm_anahuac WHERE id = $1 AND estatus = 'pendiente'
      ${OUTCOME_UPSERT}`,
-    [f.id, f.message, f.failures, f.provider, f.model, f.httpStatus, f.startedAt],
+    [f.id, ...failureValues(f, "pendiente")],
   );
 }
 

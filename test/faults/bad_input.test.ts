@@ -90,7 +90,7 @@ describe("bad answers", () => {
     const id = await insertOne(db.pool, "json cortado");
     const row = await settled(id);
     assert.equal(row.estatus, "error");
-    assert.match(row.error_message, /^the LLM answered HTTP 200 with a body that is not JSON \(\d+ chars\) \(failed 2 times; LLM_MAX_ATTEMPTS=2\)$/);
+    assert.match(row.error_message, /^the LLM sent a line that is not JSON inside its answer \(\d+ chars\) \(failed 2 times; LLM_MAX_ATTEMPTS=2\)$/);
     assert.equal(row.attempts, 2);
     assert.match(logLineFor(id, "error")!, /reason=.*not JSON/);
     await stillWorking();
@@ -101,7 +101,7 @@ describe("bad answers", () => {
     const id = await insertOne(db.pool, "sin texto");
     const row = await settled(id);
     assert.equal(row.estatus, "error");
-    assert.equal(row.error_message, 'the LLM answered 200 without a "response" string (failed 2 times; LLM_MAX_ATTEMPTS=2)');
+    assert.equal(row.error_message, 'the LLM sent a line without a "response" string (failed 2 times; LLM_MAX_ATTEMPTS=2)');
     assert.ok(logLineFor(id, "error"));
     await stillWorking();
   });
@@ -113,7 +113,7 @@ describe("bad answers", () => {
     assert.equal(row.estatus, "error");
     assert.equal(
       row.error_message,
-      `the LLM's response exceeded LLM_MAX_RESPONSE_BYTES (${worker.config.llm.maxResponseBytes} bytes); raise it or set LLM_MAX_TOKENS`,
+      `the LLM's answer exceeded LLM_MAX_RESPONSE_BYTES (${worker.config.llm.maxResponseBytes} bytes); raise it or set LLM_MAX_TOKENS`,
     );
     assert.equal(row.attempts, 1, "not retried: the same prompt would bring the same flood");
     const request = llm.generateRequests.find((r) => r.prompt === "respuesta sin fin")!;

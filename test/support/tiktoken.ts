@@ -15,3 +15,10 @@ export function referenceCount(text: string, encoding: JsTiktoken.TiktokenEncodi
   }
   return encoder.encode(text, [], []).length;
 }
+
+/** The text as js-tiktoken's tokens, each decoded: how a model would stream it (ASCII text: no token splits a character). */
+export function referenceTokens(text: string, encoding: JsTiktoken.TiktokenEncoding = "cl100k_base"): string[] {
+  referenceCount("", encoding);
+  const encoder = encoders.get(encoding)!;
+  return encoder.encode(text, [], []).map((token) => encoder.decode([token]));
+}
