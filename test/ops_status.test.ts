@@ -72,6 +72,21 @@ describe("status", () => {
     assert.equal(Math.round(n.busyFraction * 1e6), Math.round((210 / 18000) * 1e6));
   });
 
+  test("last night counts the answers cut short by a token limit and the generations cut, with the LLM time they took", async () => {
+    await seedRun(db.pool, { estatus: "listo", finishedAt: "2026-11-27T07:05:00Z", seconds: 12, finishReason: "stop" });
+    await seedRun(db.pool, { estatus: "listo", finishedAt: "2026-11-27T07:10:00Z", seconds: 40, finishReason: "length" });
+    await seedRun(db.pool, { estatus: "listo", finishedAt: "2026-11-27T07:20:00Z", seconds: 35, finishReason: "length" });
+    await seedRun(db.pool, { estatus: "error", finishedAt: "2026-11-27T07:30:00Z", seconds: 14, finishReason: "repetition", message: "generation cut: the answer repeated \"= \" 100 times (104 tokens in 14 s)" });
+    await seedRun(db.pool, { estatus: "error", finishedAt: "2026-11-27T08:30:00Z", seconds: 120, finishReason: "stall", message: "generation cut: no output for 120 s after 2 tokens (LLM_STALL_SECONDS)" });
+    await seedRun(db.pool, { estatus: "error", finishedAt: "2026-11-27T09:30:00Z", seconds: 3, finishReason: "rejected", message: "the LLM answered HTTP 400: bad" });
+    // The night before: not counted.
+    await seedRun(db.pool, { estatus: "error", finishedAt: "2026-11-26T08:00:00Z", seconds: 900, finishReason: "timeout", message: "generation cut: still generating" });
+    const n = (await readStatus(db.pool, window, NOW)).lastNight;
+    assert.deepEqual([n.cutShort, n.cutShortSeconds, n.generationsCut, n.generationsCutSeconds], [2, 75, 2, 134]);
+    const text = renderStatus(await readStatus(db.pool, window, NOW));
+    assert.match(text, /2 answers cut short by a token limit \(listo, finish_reason length; 1 min\) · 2 generations cut \(loop, stall, timeout or size; 2 min of LLM time\)/);
+  });
+
   test("the queue shows rows by estatus, the oldest pending row's age and the prompt being processed now", async () => {
     const { pending } = await seedNights();
     await db.pool.query(

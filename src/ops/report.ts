@@ -44,6 +44,8 @@ export function nightLines(s: NightSummary): string[] {
     `tiempo_ejecucion (listo): median ${seconds(s.medianSeconds)} · p95 ${seconds(s.p95Seconds)} · max ${seconds(s.maxSeconds)}`,
     `${s.tokensPerSecond === null ? "–" : s.tokensPerSecond.toFixed(1)} tokens out per second · ` +
       `LLM busy ${formatDuration(s.busySeconds)}, ${(s.busyFraction * 100).toFixed(0)}% of the window`,
+    `${count(s.cutShort)} answers cut short by a token limit (listo, finish_reason length; ${formatDuration(s.cutShortSeconds)}) · ` +
+      `${count(s.generationsCut)} generations cut (loop, stall, timeout or size; ${formatDuration(s.generationsCutSeconds)} of LLM time)`,
   ];
 }
 

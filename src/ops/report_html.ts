@@ -136,6 +136,8 @@ export function renderReportHtml(r: NightReport): string {
     ["tiempo_ejecucion (listo)", `median ${seconds(s.medianSeconds)}, p95 ${seconds(s.p95Seconds)}, max ${seconds(s.maxSeconds)}`],
     ["tokens out per second", s.tokensPerSecond === null ? "–" : s.tokensPerSecond.toFixed(1)],
     ["LLM busy", `${formatDuration(s.busySeconds)}, ${(s.busyFraction * 100).toFixed(0)}% of the window`],
+    ["answers cut short (finish_reason length)", `${count(s.cutShort)}, ${formatDuration(s.cutShortSeconds)}`],
+    ["generations cut (loop, stall, timeout, size)", `${count(s.generationsCut)}, ${formatDuration(s.generationsCutSeconds)} of LLM time`],
     ["pendiente now", count(r.pendingNow)],
   ];
   const errors =

@@ -24,9 +24,14 @@ export interface Span {
 const RUNS = `
   SELECT a.id, a.estatus, a.tokens_in, a.tokens_out,
          coalesce(a.tiempo_ejecucion, 0)::float8 AS seconds,
-         a.fecha_out AT TIME ZONE current_setting('TimeZone') AS finished_at
+         a.fecha_out AT TIME ZONE current_setting('TimeZone') AS finished_at,
+         o.finish_reason
     FROM fila_llm_anahuac a
+    LEFT JOIN fila_llm_outcome o ON o.prompt_id = a.id
    WHERE a.estatus IN ('listo', 'error')`;
+
+// The finish reasons of a generation the worker cut (src/llm/errors.ts).
+const CUT_GENERATIONS = "('repetition', 'stall', 'timeout', 'too_large')";
 
 // A run belongs to a span if it overlaps it (see src/ops/nights.ts). $1 and
 // $2 are the spans' openings and closings as two arrays.
@@ -52,6 +57,12 @@ export interface RunStats {
   medianSeconds: number | null;
   p95Seconds: number | null;
   maxSeconds: number | null;
+  /** 'listo' answers that a token limit cut short (finish_reason 'length'), and their LLM time. */
+  cutShort: number;
+  cutShortSeconds: number;
+  /** Generations the worker cut (a loop, a stall, the timeout, the size limit), and the LLM time they took. */
+  generationsCut: number;
+  generationsCutSeconds: number;
 }
 
 /** Counts, tokens and times of the runs that overlap any of these spans. */
@@ -65,7 +76,11 @@ export async function runStats(db: Queryable, spans: Span[]): Promise<RunStats> 
             coalesce(sum(seconds) FILTER (WHERE estatus = 'listo'), 0)::float8 AS listo_seconds,
             percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE estatus = 'listo') AS median,
             percentile_cont(0.95) WITHIN GROUP (ORDER BY seconds) FILTER (WHERE estatus = 'listo') AS p95,
-            max(seconds) FILTER (WHERE estatus = 'listo') AS max
+            max(seconds) FILTER (WHERE estatus = 'listo') AS max,
+            count(*) FILTER (WHERE estatus = 'listo' AND finish_reason = 'length')::int AS cut_short,
+            coalesce(sum(seconds) FILTER (WHERE estatus = 'listo' AND finish_reason = 'length'), 0)::float8 AS cut_short_seconds,
+            count(*) FILTER (WHERE finish_reason IN ${CUT_GENERATIONS})::int AS generations_cut,
+            coalesce(sum(seconds) FILTER (WHERE finish_reason IN ${CUT_GENERATIONS}), 0)::float8 AS generations_cut_seconds
        FROM (${RUNS}) r
       WHERE ${IN_SPANS}`,
     spanParams(spans),
@@ -81,6 +96,10 @@ export async function runStats(db: Queryable, spans: Span[]): Promise<RunStats> 
     medianSeconds: r.median,
     p95Seconds: r.p95,
     maxSeconds: r.max,
+    cutShort: r.cut_short,
+    cutShortSeconds: r.cut_short_seconds,
+    generationsCut: r.generations_cut,
+    generationsCutSeconds: r.generations_cut_seconds,
   };
 }
 

@@ -16,6 +16,8 @@ export interface SeededRun {
   message?: string;
   /** fila_llm_outcome.attempts, > 1 for a prompt that was retried; default 1 where there is an outcome row. */
   attempts?: number;
+  /** fila_llm_outcome.finish_reason: "stop", "length", "repetition", … */
+  finishReason?: string;
   /** fecha_in, as an instant; default now(). */
   insertedAt?: string;
   prompt?: string;
@@ -61,17 +63,20 @@ export async function seedRuns(pool: Pool, runs: SeededRun[]): Promise<number[]>
       column((r) => r.seconds ?? null),
     ],
   );
-  const outcomes = runs.flatMap((r, i) => (r.message !== undefined || r.attempts !== undefined ? [{ id: ids[i], run: r }] : []));
+  const outcomes = runs.flatMap((r, i) =>
+    r.message !== undefined || r.attempts !== undefined || r.finishReason !== undefined ? [{ id: ids[i], run: r }] : [],
+  );
   if (outcomes.length > 0) {
     await pool.query(
-      `INSERT INTO fila_llm_outcome (prompt_id, estatus, error_message, attempts, finished_at)
-       SELECT prompt_id, estatus, error_message, attempts, now()
-         FROM unnest($1::int[], $2::text[], $3::text[], $4::int[]) AS o(prompt_id, estatus, error_message, attempts)`,
+      `INSERT INTO fila_llm_outcome (prompt_id, estatus, error_message, attempts, finish_reason, finished_at)
+       SELECT prompt_id, estatus, error_message, attempts, finish_reason, now()
+         FROM unnest($1::int[], $2::text[], $3::text[], $4::int[], $5::text[]) AS o(prompt_id, estatus, error_message, attempts, finish_reason)`,
       [
         outcomes.map((o) => o.id),
         outcomes.map((o) => o.run.estatus),
         outcomes.map((o) => o.run.message ?? null),
         outcomes.map((o) => o.run.attempts ?? 1),
+        outcomes.map((o) => o.run.finishReason ?? null),
       ],
     );
   }
