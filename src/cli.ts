@@ -5,6 +5,7 @@
  * report, retry, pause, resume, open-now, cancel) live in src/ops/commands.ts.
  */
 import { ConfigError, loadConfig, type Config } from "./config";
+import { EmbeddedPostgresError } from "./embedded_postgres";
 import { logger, setLogFormat, setLogLevel } from "./log";
 import { OPS_COMMANDS, OPS_USAGE, runOpsCommand } from "./ops/commands";
 import { runMigrations, runWorker } from "./start";
@@ -54,6 +55,11 @@ process.on("unhandledRejection", (error) => {
 });
 
 main(process.argv.slice(2)).catch((error) => {
+  // Nothing to debug in fila-llm's code: the line says why and what to do.
+  if (error instanceof EmbeddedPostgresError) {
+    console.error(`fila-llm: ${error.message}`);
+    process.exit(1);
+  }
   log.error("fatal", { error: String(error?.stack ?? error) });
   process.exit(1);
 });
