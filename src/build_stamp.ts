@@ -5,7 +5,10 @@
  * from older sources (after a `git pull`, say) is refused rather than run.
  * A folder without sources (only dist/ deployed) is not checked.
  *
- * Run as a script (`node dist/src/build_stamp.js`), it writes the stamp.
+ * Run as a script, `node dist/src/build_stamp.js` writes the stamp (the end
+ * of `npm run build`), and with `--check` exits 0 if dist/ is fresh, 1 if not
+ * (npm's `prepare`, which builds only then: npx runs `prepare` too, the first
+ * time it runs `npx fila-llm` of a folder, and must not rebuild a fresh build).
  */
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -58,4 +61,7 @@ export function staleBuild(root: string): string | null {
   return "the compiled code in dist/ was not built from the sources in src/ and tasks/ (they changed since, e.g. with a git pull): run `npm run build`";
 }
 
-if (require.main === module) writeBuildStamp(projectRoot);
+if (require.main === module) {
+  if (process.argv.includes("--check")) process.exit(staleBuild(projectRoot) === null ? 0 : 1);
+  writeBuildStamp(projectRoot);
+}

@@ -17,12 +17,12 @@ const STALE = "fila-llm: the compiled code in dist/ was not built from the sourc
 
 let copy: string;
 
-/** `node dist/src/cli.js ARGS` of the copy. */
-function runCopy(args: string[]): Promise<CliResult> {
+/** `node dist/src/cli.js ARGS` of the copy (or another of its scripts). */
+function runCopy(args: string[], script = "cli.js"): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [path.join(copy, "dist", "src", "cli.js"), ...args],
+      [path.join(copy, "dist", "src", script), ...args],
       { cwd: copy, env: { PATH: process.env.PATH ?? "" }, timeout: 30_000 },
       (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
     );
@@ -44,6 +44,8 @@ describe("a stale build", () => {
 
   test("a changed, added or removed source file stops every command in one line naming `npm run build`, exit 1", async () => {
     assert.equal((await runCopy(["--help"])).code, 0, "the fresh copy runs");
+    // What npm's prepare asks before it builds.
+    assert.equal((await runCopy(["--check"], "build_stamp.js")).code, 0, "a fresh build needs no building");
     const file = path.join(copy, "src", "window.ts");
     const original = readFileSync(file, "utf8");
     const changes: [string, () => void, () => void][] = [
@@ -59,6 +61,7 @@ describe("a stale build", () => {
         assert.equal(r.stderr, STALE, `${what}: ${args.join(" ")}`);
         assert.equal(r.stdout, "");
       }
+      assert.equal((await runCopy(["--check"], "build_stamp.js")).code, 1, `${what}: prepare builds`);
       undo();
       assert.equal((await runCopy(["--help"])).code, 0, `${what}, undone: the copy runs again`);
     }
