@@ -44,7 +44,7 @@ async function main(): Promise<number> {
         rmSync(embeddedDir, { recursive: true, force: true });
         if (!(error instanceof EmbeddedPostgresError)) throw error;
         const fix = error.fix ? `${error.fix}, ` : "";
-        console.error(`npm test: no PostgreSQL at 127.0.0.1:5432, and an embedded one could not start: ${error.reason}; ${fix}or start one there, or set TEST_DATABASE_URL`);
+        console.error(`npm test: no PostgreSQL at 127.0.0.1:5432, and an embedded one could not start: ${error.reason}; ${fix}or run a PostgreSQL at 127.0.0.1:5432, or set TEST_DATABASE_URL`);
         return 1;
       }
       url = embedded.connectionString;
