@@ -41,7 +41,7 @@ const execFileAsync = promisify(execFile);
 export const EMBEDDED_PORT = 54329;
 // As root, `npm start` keeps each clone's embedded server under this folder:
 // outside every home, where the postgres OS user can reach it.
-export const ROOT_EMBEDDED_BASE = "/var/lib/fila-llm";
+const ROOT_EMBEDDED_BASE = "/var/lib/fila-llm";
 // PostgreSQL refuses to run as root; as root the server runs as this OS user.
 const SERVER_OS_USER = "postgres";
 // Not "postgres": the log scrubber masks the password wherever it appears.
@@ -100,9 +100,9 @@ interface Account {
  * initialising its data folder on first use, and resolves once it accepts
  * connections. Throws EmbeddedPostgresError if it cannot.
  *
- * The server never outlives this process: it gets a fast shutdown when the
- * process exits, and on SIGHUP, SIGINT or SIGTERM this module stops it and
- * exits, except that with `callerStopsOnSignals` the caller handles SIGINT
+ * The server does not outlive this process, short of a SIGKILL: it gets a
+ * fast shutdown when the process exits, and on SIGHUP, SIGINT or SIGTERM this
+ * module stops it and exits, except that with `callerStopsOnSignals` the caller handles SIGINT
  * and SIGTERM itself and calls stop() (the worker, which stops it last).
  */
 export async function startEmbeddedPostgres(
@@ -314,7 +314,7 @@ function reasonFrom(lines: string[]): string | null {
 const running = new Set<ChildProcess>();
 const hooked = new Set<string>();
 
-/** See startEmbeddedPostgres: the server never outlives this process. */
+/** See startEmbeddedPostgres: the server does not outlive this process. */
 function stopWithProcess(server: ChildProcess, callerStopsOnSignals: boolean): void {
   running.add(server);
   server.once("exit", (code, signal) => {

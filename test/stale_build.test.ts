@@ -4,30 +4,24 @@
  * and `npm run build` records which sources it compiled.
  */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { sourcesHash } from "../src/build_stamp";
 import { projectRoot } from "../src/paths";
-import type { CliResult } from "./support/ops";
+import { runCli } from "./support/ops";
 
 const STALE = "fila-llm: the compiled code in dist/ was not built from the sources in src/ and tasks/ (they changed since, e.g. with a git pull): run `npm run build`\n";
 
 let copy: string;
 
-/** `node dist/src/cli.js ARGS` of the copy (or another of its scripts). */
-function runCopy(args: string[], script = "cli.js"): Promise<CliResult> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [path.join(copy, "dist", "src", script), ...args],
-      { cwd: copy, env: { PATH: process.env.PATH ?? "" }, timeout: 30_000 },
-      (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === "number" ? error.code : 1) : 0, stdout, stderr }),
-    );
-  });
-}
+/** `node dist/src/cli.js ARGS` of the copy. */
+const runCopy = (args: string[]) => runCli(args, {}, copy);
+
+/** The exit code of npm's prepare check in the copy: 0 if dist/ is fresh. */
+const prepareCheck = () => spawnSync(process.execPath, [path.join(copy, "dist", "src", "build_stamp.js"), "--check"]).status;
 
 before(() => {
   copy = mkdtempSync(path.join(os.tmpdir(), "fila-llm-stale-"));
@@ -45,7 +39,7 @@ describe("a stale build", () => {
   test("a changed, added or removed source file stops every command in one line naming `npm run build`, exit 1", async () => {
     assert.equal((await runCopy(["--help"])).code, 0, "the fresh copy runs");
     // What npm's prepare asks before it builds.
-    assert.equal((await runCopy(["--check"], "build_stamp.js")).code, 0, "a fresh build needs no building");
+    assert.equal(prepareCheck(), 0, "a fresh build needs no building");
     const file = path.join(copy, "src", "window.ts");
     const original = readFileSync(file, "utf8");
     const changes: [string, () => void, () => void][] = [
@@ -61,7 +55,7 @@ describe("a stale build", () => {
         assert.equal(r.stderr, STALE, `${what}: ${args.join(" ")}`);
         assert.equal(r.stdout, "");
       }
-      assert.equal((await runCopy(["--check"], "build_stamp.js")).code, 1, `${what}: prepare builds`);
+      assert.equal(prepareCheck(), 1, `${what}: prepare builds`);
       undo();
       assert.equal((await runCopy(["--help"])).code, 0, `${what}, undone: the copy runs again`);
     }
