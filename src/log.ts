@@ -3,7 +3,7 @@
  * or one JSON object per line with LOG_FORMAT=json. Every line passes through
  * a scrubber, so a registered secret can never reach the log.
  */
-import { Logger as GraphileLogger, type LogLevel } from "graphile-worker";
+import type { Logger as GraphileLogger, LogLevel } from "graphile-worker";
 
 export type Level = "debug" | "info" | "warn" | "error";
 /** text: one human-readable line each (pm2 logs); json: one JSON object per line. */
@@ -90,7 +90,10 @@ export function setLogLevel(level: Level): void {
  * completed, at hundreds per second) become debug; warnings and errors stay.
  */
 export function graphileLogger(): GraphileLogger {
-  return new GraphileLogger((scope) => (level: LogLevel, message: string) => {
+  // Loaded here, not at the top: graphile-worker takes about half a second to
+  // load, and the operators' commands, which log too, never need it.
+  const { Logger } = require("graphile-worker") as typeof import("graphile-worker");
+  return new Logger((scope) => (level: LogLevel, message: string) => {
     const ours: Level = level === "error" ? "error" : level === "warning" ? "warn" : "debug";
     write(ours, "graphile-worker", message, scope.workerId ? { workerId: scope.workerId } : {});
   });

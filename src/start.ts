@@ -4,7 +4,8 @@
  */
 import type { Pool } from "pg";
 import { describeConfig, redactUrl, type Config } from "./config";
-import { createPool, EMBEDDED_DATA_DIR, EMBEDDED_PORT, retryWhileDatabaseAway, startEmbeddedPostgres, type EmbeddedPostgres } from "./db";
+import { createPool, retryWhileDatabaseAway } from "./db";
+import { EMBEDDED_PORT, embeddedDataDir, embeddedDir, startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded_postgres";
 import { logger } from "./log";
 import { migrate } from "./migrate";
 import { describeWindow } from "./window";
@@ -26,11 +27,12 @@ export async function openDatabase(config: Config, options: { callerStopsOnSigna
   let embedded: EmbeddedPostgres | null = null;
   let connectionString = config.databaseUrl;
   if (connectionString === null) {
+    const dir = embeddedDir();
     log.info(
-      `DATABASE_URL is not set: using an embedded PostgreSQL kept in ${EMBEDDED_DATA_DIR} on 127.0.0.1:${EMBEDDED_PORT}. ` +
+      `DATABASE_URL is not set: using an embedded PostgreSQL kept in ${embeddedDataDir(dir)} on 127.0.0.1:${EMBEDDED_PORT}. ` +
         "To use a real server, set DATABASE_URL=postgres://user:password@host:5432/dbname in .env",
     );
-    embedded = await startEmbeddedPostgres(EMBEDDED_DATA_DIR, EMBEDDED_PORT, true, options);
+    embedded = await startEmbeddedPostgres(dir, EMBEDDED_PORT, options);
     connectionString = embedded.connectionString;
   }
   const pool = createPool(connectionString);

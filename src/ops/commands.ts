@@ -18,19 +18,23 @@ import { readNightReport, renderReport } from "./report";
 import { renderReportHtml } from "./report_html";
 import { readStatus, renderStatus } from "./status";
 
-export const OPS_USAGE = `Operators' commands (same .env as the worker):
-  status [--json]                          window, queue, last night, tonight, errors
-  report [--night YYYY-MM-DD] [--html FILE] [--json]
-                                           the report of one night (default: the last one)
-  retry ID...                              put 'error' rows back in the queue
+/** Each command's usage lines, as `fila-llm help COMMAND` prints them. */
+export const OPS_HELP: Record<string, string> = {
+  status: `  status [--json]                          window, queue, last night, tonight, errors`,
+  report: `  report [--night YYYY-MM-DD] [--html FILE] [--json]
+                                           the report of one night (default: the last one)`,
+  retry: `  retry ID...                              put 'error' rows back in the queue
   retry --errors [--since WHEN]            every 'error' row, or those failed since WHEN
-                                           (YYYY-MM-DD or "YYYY-MM-DD HH:MM" in WINDOW_TZ, or ISO with offset)
-  pause                                    no prompt starts, even in the window, until resume
-  resume                                   back to the normal schedule (ends pause and open-now)
-  open-now [--for DURATION]                run the queue now, e.g. --for 2h, 90m, 1h30m (default 2h)
-  cancel ID...                             mark 'pendiente' rows 'error' ("cancelled by operator")`;
+                                           (YYYY-MM-DD or "YYYY-MM-DD HH:MM" in WINDOW_TZ, or ISO with offset)`,
+  pause: `  pause                                    no prompt starts, even in the window, until resume`,
+  resume: `  resume                                   back to the normal schedule (ends pause and open-now)`,
+  "open-now": `  open-now [--for DURATION]                run the queue now, e.g. --for 2h, 90m, 1h30m (default 2h)`,
+  cancel: `  cancel ID...                             mark 'pendiente' rows 'error' ("cancelled by operator")`,
+};
 
-export const OPS_COMMANDS = ["status", "report", "retry", "pause", "resume", "open-now", "cancel"];
+export const OPS_USAGE = `Operators' commands (same .env as the worker):\n${Object.values(OPS_HELP).join("\n")}`;
+
+export const OPS_COMMANDS = Object.keys(OPS_HELP);
 
 /** A mistake in the command line: printed with the usage, exit code 64 (EX_USAGE). */
 class UsageError extends Error {}

@@ -1,17 +1,18 @@
 /**
  * The connection the operators' commands use: the same database as the
  * worker, from the same .env. Without DATABASE_URL that is the embedded
- * PostgreSQL in .data/: the running worker's, if it is up, or else started
- * just for the command and stopped after it.
+ * PostgreSQL of `npm start` (src/embedded_postgres.ts): the running worker's,
+ * if it is up, or else started just for the command and stopped after it.
  */
 import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Pool } from "pg";
 import type { Config } from "../config";
-import { createPool, EMBEDDED_DATA_DIR, EMBEDDED_PORT, embeddedUrl, startEmbeddedPostgres } from "../db";
+import { createPool } from "../db";
+import { EMBEDDED_PORT, embeddedDataDir, embeddedDir, embeddedUrl, startEmbeddedPostgres } from "../embedded_postgres";
 
-// The URL startEmbeddedPostgres gives (src/db.ts); the worker may hold the
-// server, and a second server on the same data directory would not start.
+// The URL startEmbeddedPostgres gives; the worker may hold the server, and a
+// second server on the same data directory would not start.
 const EMBEDDED_URL = embeddedUrl(EMBEDDED_PORT);
 
 export interface OpsDatabase {
@@ -37,10 +38,11 @@ export async function openOpsDatabase(config: Config): Promise<OpsDatabase> {
   const running = createPool(EMBEDDED_URL, 2);
   if (await answers(running)) return { pool: running, close: () => running.end() };
   await running.end();
-  if (!existsSync(path.join(EMBEDDED_DATA_DIR, "PG_VERSION"))) {
-    throw new Error(`no database yet: DATABASE_URL is unset and ${EMBEDDED_DATA_DIR} is empty; run \`npm start\` or \`npm run migrate\` first`);
+  const dir = embeddedDir();
+  if (!existsSync(path.join(embeddedDataDir(dir), "PG_VERSION"))) {
+    throw new Error(`no database yet: DATABASE_URL is unset and ${embeddedDataDir(dir)} is empty; run \`npm start\` or \`npm run migrate\` first`);
   }
-  const embedded = await startEmbeddedPostgres(EMBEDDED_DATA_DIR, EMBEDDED_PORT, true);
+  const embedded = await startEmbeddedPostgres(dir, EMBEDDED_PORT);
   const pool = createPool(embedded.connectionString, 2);
   return {
     pool,

@@ -4,12 +4,13 @@
  * record of every answer written, to prove none was written twice.
  */
 import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Pool } from "pg";
-import { createPool, startEmbeddedPostgres, type EmbeddedPostgres } from "../../src/db";
+import { createPool } from "../../src/db";
+import { embeddedUrl, startEmbeddedPostgres, type EmbeddedPostgres } from "../../src/embedded_postgres";
 import { projectRoot } from "../../src/paths";
 import type { Queryable } from "../../src/sql/queryable";
 
@@ -112,14 +113,10 @@ module.exports = { apps: [{ ...base, name: ${JSON.stringify(name)}, env: ${JSON.
 /** A PostgreSQL server of the test's own, which it may stop and start again. */
 export class RestartableDatabase {
   private server: EmbeddedPostgres | null = null;
-  private readonly root = mkdtempSync(path.join(os.tmpdir(), "fila-llm-restart-pg-"));
-  private readonly dataDir = path.join(this.root, "data");
+  private readonly dir = mkdtempSync(path.join(os.tmpdir(), "fila-llm-restart-pg-"));
   pool: Pool | null = null;
 
-  private constructor(readonly port: number) {
-    // As root, the server runs as the postgres user, which must reach its data folder.
-    chmodSync(this.root, 0o755);
-  }
+  private constructor(readonly port: number) {}
 
   static async start(): Promise<RestartableDatabase> {
     const db = new RestartableDatabase(await freePort());
@@ -129,7 +126,7 @@ export class RestartableDatabase {
   }
 
   get url(): string {
-    return this.server?.connectionString ?? `postgres://postgres:fila-llm-embedded@127.0.0.1:${this.port}/postgres`;
+    return this.server?.connectionString ?? embeddedUrl(this.port);
   }
 
   /** Fast shutdown, as `pg_ctlcluster … restart` does: every session is terminated. */
@@ -139,14 +136,14 @@ export class RestartableDatabase {
   }
 
   async startServer(): Promise<void> {
-    this.server = await startEmbeddedPostgres(this.dataDir, this.port, true);
+    this.server = await startEmbeddedPostgres(this.dir, this.port);
   }
 
   /** Stops the server and removes its files. */
   async destroy(): Promise<void> {
     await this.pool?.end().catch(() => {});
     await this.stopServer().catch(() => {});
-    rmSync(this.root, { recursive: true, force: true });
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 

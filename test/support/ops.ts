@@ -101,12 +101,15 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `node dist/src/cli.js ARGS` the way an operator would (from a folder without a .env). */
-export function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
+/**
+ * Runs `node dist/src/cli.js ARGS` the way an operator would (from a folder
+ * without a .env), of this project or of a copy of it in `projectDir`.
+ */
+export function runCli(args: string[], env: Record<string, string>, projectDir = projectRoot): Promise<CliResult> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [path.join(projectRoot, "dist", "src", "cli.js"), ...args],
+      [path.join(projectDir, "dist", "src", "cli.js"), ...args],
       { cwd: os.tmpdir(), env: { PATH: process.env.PATH ?? "", ...env }, timeout: 30_000 },
       (error, stdout, stderr) => {
         const code = error ? (typeof error.code === "number" ? error.code : 1) : 0;

@@ -78,19 +78,24 @@ export interface ChildWorker {
   output: string[];
   /** Resolves when a line matching `pattern` has been printed. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Resolves with the exit code once the process has exited. */
+  exited: Promise<number | null>;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
 /**
  * `node dist/src/cli.js start` as a child process, the way pm2 runs it, from
- * this project or from a copy of it in `projectDir`.
+ * this project or from a copy of it in `projectDir`. `processGroup`: in a
+ * process group of its own, as a command typed in a terminal is, so that a
+ * test can send a signal to the whole group as a Ctrl-C does.
  */
-export function startChildWorker(env: Record<string, string>, projectDir = projectRoot): ChildWorker {
+export function startChildWorker(env: Record<string, string>, projectDir = projectRoot, options: { processGroup?: boolean } = {}): ChildWorker {
   const child = spawn(process.execPath, [path.join(projectDir, "dist", "src", "cli.js"), "start"], {
     cwd: projectDir,
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.processGroup ?? false,
   });
   const output: string[] = [];
   const listeners = new Set<() => void>();
@@ -104,6 +109,7 @@ export function startChildWorker(env: Record<string, string>, projectDir = proje
   return {
     process: child,
     output,
+    exited,
     waitFor(pattern, timeoutMs = 20_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
