@@ -66,7 +66,6 @@ export function createLlmClient(settings: Config["llm"]): LlmClient {
     connections: 1,
     headersTimeout: PROBE_TIMEOUT_MS,
     bodyTimeout: PROBE_TIMEOUT_MS,
-    keepAliveTimeout: 60_000,
     connect: { timeout: PROBE_TIMEOUT_MS },
   });
   const headers: Record<string, string> = { "content-type": "application/json", accept: "application/x-ndjson, text/event-stream, application/json" };
@@ -94,6 +93,10 @@ export function createLlmClient(settings: Config["llm"]): LlmClient {
         path: basePath + protocol.healthPath,
         method: "GET",
         headers,
+        // A new connection each time: a server shutting down (llama-server
+        // after SIGTERM) may still answer on an old kept-alive one while it
+        // refuses every new one, which is what the next prompt would get.
+        reset: true,
         signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
       });
       await response.body.dump();
