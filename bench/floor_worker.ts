@@ -1,7 +1,8 @@
 /**
  * The floor: a plain graphile-worker run() on this machine, configured like fila-llm's
  * (concurrency 1, no named queue, the same poll interval and pool size), running the same
- * process_prompt jobs with a task that does nothing but the LLM call, or nothing at all.
+ * process_prompt jobs with a task that does nothing but the LLM call (streamed, as fila-llm's
+ * is: every NDJSON line parsed), or nothing at all.
  * No gate, no row read or write, no token count, no log line per job.
  *
  *   node dist/bench/floor_worker.js http|empty <jobs>
@@ -21,14 +22,17 @@ async function main(): Promise<void> {
   const http = new HttpPool(llmUrl.origin, { connections: 1, keepAliveTimeout: 60_000 });
   const starts: number[] = [];
 
+  // The same call fila-llm makes: streamed, one NDJSON line per token, each line parsed.
   const callLlm = async (id: number): Promise<void> => {
     const response = await http.request({
       path: "/api/generate",
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: "test-model", prompt: `prompt ${id}`, stream: false }),
+      body: JSON.stringify({ model: "test-model", prompt: `prompt ${id}`, stream: true }),
     });
-    JSON.parse(await response.body.text());
+    let text = "";
+    for (const line of (await response.body.text()).split("\n")) if (line !== "") text += JSON.parse(line).response;
+    if (text === "") throw new Error("empty answer");
   };
 
   // The same pool size as fila-llm's createPool.

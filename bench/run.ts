@@ -5,7 +5,7 @@
  *
  *   npm run bench                    everything, under 5 minutes on this 2-core machine
  *   npm run bench -- --short         the memory section over 12,000 prompts instead of 100,000
- *   npm run bench -- --only=queue    one section: queue, enqueue, tokens, memory, latency
+ *   npm run bench -- --only=queue    one section: queue, enqueue, tokens, guard, memory, latency
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -15,13 +15,14 @@ import { serverUrl } from "../test/support/db";
 import { referenceCount } from "../test/support/tiktoken";
 import { printChecks, type Check } from "./checks";
 import { benchEnqueue } from "./enqueue";
+import { benchGuard } from "./guard";
 import { benchLatency } from "./latency";
 import { benchMemory } from "./memory";
 import { benchQueue } from "./queue";
 import { ANSWER_300_TOKENS, hrNow } from "./support";
 import { benchTokens } from "./tokens";
 
-const SECTIONS = ["queue", "enqueue", "tokens", "memory", "latency"] as const;
+const SECTIONS = ["queue", "enqueue", "tokens", "guard", "memory", "latency"] as const;
 
 function describeMachine(databaseUrl: string): string[] {
   const cpu = /^model name\s*:\s*(.+)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown CPU";
@@ -58,6 +59,7 @@ async function main(argv: string[]): Promise<void> {
     if (wanted("queue")) checks.push(...(await benchQueue({ prompts: 3_000, legacyPrompts: 20, logDir })));
     if (wanted("enqueue")) checks.push(...(await benchEnqueue({ rows: 100_000, runs: 3 })));
     if (wanted("tokens")) await benchTokens();
+    if (wanted("guard")) checks.push(...(await benchGuard()));
     if (wanted("memory")) {
       // RSS after 10,000 and after 100,000 prompts, as issue 3 asks (about 2 minutes here);
       // --short stops at 12,000 on a machine where the whole run would not fit in 5 minutes.

@@ -44,8 +44,10 @@ export function loopSpanChars(p: number): number {
   return Math.max(MIN_LOOP_CHARS, Math.ceil(copies * p));
 }
 
+// loopSpanChars(p) for every period, computed once: a check reads it 2,000 times.
+const SPANS = Int32Array.from({ length: MAX_BLOCK_CHARS + 1 }, (_, p) => (p === 0 ? 0 : loopSpanChars(p)));
 // The whole window the guard needs to see: the longest span of any period.
-const WINDOW_CHARS = loopSpanChars(MAX_BLOCK_CHARS);
+const WINDOW_CHARS = SPANS.reduce((a, b) => Math.max(a, b), 0);
 
 export interface Loop {
   /** The repeated block, in the order the answer last produced it. */
@@ -55,35 +57,53 @@ export interface Loop {
 }
 
 export class RepetitionGuard {
-  private tail = "";
+  // The answer's last characters as UTF-16 codes, in a buffer twice the
+  // window: appends are cheap, and the window is moved back to the start
+  // only when the buffer is full.
+  private readonly codes = new Uint16Array(2 * WINDOW_CHARS);
+  private length = 0;
 
   /** Adds streamed text; returns the loop if the answer's tail has become one. */
   push(text: string): Loop | null {
     if (text.length === 0) return null;
-    this.tail = this.tail.length + text.length > WINDOW_CHARS ? (this.tail + text).slice(-WINDOW_CHARS) : this.tail + text;
+    if (text.length >= WINDOW_CHARS) {
+      this.length = 0;
+      text = text.slice(-WINDOW_CHARS);
+    } else if (this.length + text.length > this.codes.length) {
+      this.codes.copyWithin(0, this.length - WINDOW_CHARS, this.length);
+      this.length = WINDOW_CHARS;
+    }
+    for (let i = 0; i < text.length; i++) this.codes[this.length + i] = text.charCodeAt(i);
+    this.length += text.length;
     return this.findLoop();
   }
 
   private findLoop(): Loop | null {
-    const t = this.tail;
-    const n = t.length;
+    const c = this.codes;
+    const end = this.length;
+    const n = Math.min(end, WINDOW_CHARS);
     if (n < MIN_LOOP_CHARS) return null;
     const maxPeriod = Math.min(MAX_BLOCK_CHARS, n - 1);
+    const last = c[end - 1];
     for (let p = 1; p <= maxPeriod; p++) {
-      const span = loopSpanChars(p);
+      // Most periods fail here, on one comparison.
+      if (c[end - 1 - p] !== last) continue;
+      const span = SPANS[p];
       if (span > n) continue;
-      if (!endsPeriodic(t, n, p, Math.min(QUICK_CHECK_CHARS, span - p))) continue;
-      if (t.slice(n - span + p) === t.slice(n - span, n - p)) {
-        return { block: t.slice(n - p), copies: Math.floor(periodicSuffix(t, p) / p) };
-      }
+      // The last QUICK_CHECK_CHARS first, then the whole span.
+      if (!periodicOver(c, end, p, Math.min(QUICK_CHECK_CHARS, span - p)) || !periodicOver(c, end, p, span - p)) continue;
+      const block = String.fromCharCode(...c.subarray(end - p, end));
+      let copies = 0;
+      while ((copies + 1) * p <= n && periodicOver(c, end, p, copies * p)) copies++;
+      return { block, copies };
     }
     return null;
   }
 }
 
-/** True if each of the last `count` characters equals the one p before it. */
-function endsPeriodic(t: string, n: number, p: number, count: number): boolean {
-  for (let i = n - 1; i >= n - count; i--) if (t.charCodeAt(i) !== t.charCodeAt(i - p)) return false;
+/** True if each of the `count` codes before `end` equals the one p before it. */
+function periodicOver(c: Uint16Array, end: number, p: number, count: number): boolean {
+  for (let i = end - 1; i >= end - count; i--) if (c[i] !== c[i - p]) return false;
   return true;
 }
 
