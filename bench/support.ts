@@ -17,10 +17,14 @@ const ANSWER_SENTENCES =
   "carbono en azúcares. ";
 export const ANSWER_300_TOKENS = ANSWER_SENTENCES.repeat(3).slice(0, 993);
 
-/** An LLM on 127.0.0.1 that answers every generate call at once with ANSWER_300_TOKENS. */
+/**
+ * An LLM on 127.0.0.1 that answers every generate call at once with
+ * ANSWER_300_TOKENS, streamed in the real format (one NDJSON line per token)
+ * but written in one piece, as if every token were ready at once.
+ */
 export async function startInstantLlm(): Promise<FakeLlm> {
   const llm = await FakeLlm.start();
-  llm.behaviour = () => ({ text: ANSWER_300_TOKENS });
+  llm.behaviour = () => ({ text: ANSWER_300_TOKENS, burst: true });
   return llm;
 }
 

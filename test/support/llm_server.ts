@@ -76,6 +76,12 @@ export interface Reply {
   errorAfterTokens?: { tokens: number; message: string };
   /** "stop" (the default) or "length". */
   finishReason?: string;
+  /**
+   * Write the whole stream at once (every token line, then the end), as an
+   * LLM that had the answer ready would: the bench's instant LLM, so that
+   * what it measures is the worker, not this server's writes.
+   */
+  burst?: boolean;
   /** Send headers and half the (non-streamed) body, then destroy the socket. */
   cutOff?: boolean;
   /** Destroy the socket without answering. */
@@ -378,6 +384,12 @@ export class FakeLlm {
       ping?.refresh();
       return res.write(piece);
     };
+    if (reply.burst) {
+      record.tokensStreamed = tokens.length;
+      res.end(tokens.map((t) => wire.token(t, reply.omitText === true)).join("") + wire.end(reply.finishReason ?? "stop", tokens.length));
+      if (ping) clearInterval(ping);
+      return;
+    }
     try {
       await wait(reply.firstTokenDelayMs);
       const all = reply.loopTokens ? loopForever(tokens, reply.loopTokens) : tokens[Symbol.iterator]();
