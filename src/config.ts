@@ -29,9 +29,17 @@ export interface Config {
     retryDelaySeconds: number;
     maxResponseBytes: number;
     outageMaxBackoffSeconds: number;
+    /** The context to ask for (Ollama's num_ctx), the same on every request; null: the server's default. */
+    contextTokens: number | null;
+    /** How long Ollama keeps the model loaded after a request, in seconds; -1: for ever. */
+    keepAliveSeconds: number;
+    /** Unload the model (Ollama) when the window closes or the queue empties inside it. */
+    releaseAtEnd: boolean;
   };
   tokenEncoding: string;
   window: WindowSpec;
+  /** What happens to the request in flight when the window ends: it may finish, or it is cancelled. */
+  windowEndPolicy: "finish" | "cancel";
   shutdownGraceSeconds: number;
   pollIntervalMs: number;
   logFormat: LogFormat;
@@ -60,6 +68,12 @@ export const DEFAULTS = {
   // Far above any real answer, far below what would hurt the worker's memory.
   LLM_MAX_RESPONSE_BYTES: 8 * 1024 * 1024,
   LLM_OUTAGE_MAX_BACKOFF_SECONDS: 60,
+  // Ollama unloads a model 5 minutes after its last request by default; a
+  // night's prompts and an outage's back-off (60 s) must not see it unload,
+  // and the worker unloads it itself when the window ends.
+  LLM_KEEP_ALIVE: "30m",
+  LLM_RELEASE_AT_END: "true",
+  WINDOW_END_POLICY: "finish",
   TOKEN_ENCODING: "cl100k_base",
   WINDOW_START: "01:00",
   WINDOW_END: "06:00",
@@ -128,6 +142,17 @@ function timeZone(env: Env, name: string): string {
   return zone;
 }
 
+/** A duration as Ollama's keep_alive reads it: 90, 90s, 30m, 1h, or -1 for ever; returns seconds. */
+function duration(env: Env, name: string, fallback: string): number {
+  const raw = text(env, name) ?? fallback;
+  const match = /^(-1|\d+(?:\.\d+)?)(s|m|h)?$/.exec(raw);
+  if (!match || (match[1] === "-1" && match[2] !== undefined)) {
+    throw new ConfigError(name, "a duration such as 30m, 1h or 600 (seconds), or -1 for ever", env[name]);
+  }
+  if (match[1] === "-1") return -1;
+  return Number(match[1]) * { s: 1, m: 60, h: 3600 }[match[2] ?? "s"]!;
+}
+
 function clockTime(env: Env, name: string, fallback: string): number {
   const raw = text(env, name) ?? fallback;
   const minutes = parseClockTime(raw);
@@ -158,6 +183,16 @@ export function parseConfig(env: Env): Config {
   if (stallSeconds >= timeoutSeconds) {
     throw new ConfigError("LLM_STALL_SECONDS", `less than LLM_TIMEOUT_SECONDS (${timeoutSeconds} s), or the whole call would time out first`, env.LLM_STALL_SECONDS);
   }
+  const outageMaxBackoffSeconds =
+    number(env, "LLM_OUTAGE_MAX_BACKOFF_SECONDS", { min: 1, max: 3600 }) ?? DEFAULTS.LLM_OUTAGE_MAX_BACKOFF_SECONDS;
+  const keepAliveSeconds = duration(env, "LLM_KEEP_ALIVE", DEFAULTS.LLM_KEEP_ALIVE);
+  if (keepAliveSeconds !== -1 && keepAliveSeconds <= outageMaxBackoffSeconds) {
+    throw new ConfigError(
+      "LLM_KEEP_ALIVE",
+      `longer than LLM_OUTAGE_MAX_BACKOFF_SECONDS (${outageMaxBackoffSeconds} s), or Ollama unloads the model between two tries`,
+      env.LLM_KEEP_ALIVE,
+    );
+  }
   const databaseUrl = text(env, "DATABASE_URL") ?? null;
   if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
     // Never echo the value: it may hold a password.
@@ -181,11 +216,14 @@ export function parseConfig(env: Env): Config {
       retryDelaySeconds: number(env, "LLM_RETRY_DELAY_SECONDS", { min: 0, max: 60 }) ?? DEFAULTS.LLM_RETRY_DELAY_SECONDS,
       maxResponseBytes:
         number(env, "LLM_MAX_RESPONSE_BYTES", { min: 1024, max: 1024 ** 3, integer: true }) ?? DEFAULTS.LLM_MAX_RESPONSE_BYTES,
-      outageMaxBackoffSeconds:
-        number(env, "LLM_OUTAGE_MAX_BACKOFF_SECONDS", { min: 1, max: 3600 }) ?? DEFAULTS.LLM_OUTAGE_MAX_BACKOFF_SECONDS,
+      outageMaxBackoffSeconds,
+      contextTokens: number(env, "LLM_CONTEXT_TOKENS", { min: 256, max: 10_000_000, integer: true }) ?? null,
+      keepAliveSeconds,
+      releaseAtEnd: oneOf(env, "LLM_RELEASE_AT_END", ["true", "false"] as const, DEFAULTS.LLM_RELEASE_AT_END) === "true",
     },
     tokenEncoding,
     window: { startMinutes, endMinutes, timeZone: timeZone(env, "WINDOW_TZ") },
+    windowEndPolicy: oneOf(env, "WINDOW_END_POLICY", ["finish", "cancel"] as const, DEFAULTS.WINDOW_END_POLICY),
     shutdownGraceSeconds: number(env, "SHUTDOWN_GRACE_SECONDS", { min: 0, max: 3600 }) ?? DEFAULTS.SHUTDOWN_GRACE_SECONDS,
     pollIntervalMs:
       number(env, "WORKER_POLL_INTERVAL_MS", { min: 50, max: 60_000, integer: true }) ?? DEFAULTS.WORKER_POLL_INTERVAL_MS,

@@ -5,6 +5,7 @@
 import type { Config } from "./config";
 import type { Gate } from "./gate";
 import type { LlmClient } from "./llm/client";
+import type { ModelResidency } from "./llm/model_residency";
 import type { OutageBreaker } from "./llm/outage_breaker";
 import type { Session } from "./session";
 import type { TokenCounter } from "./tokens/index";
@@ -16,6 +17,7 @@ export interface AppContext {
   gate: Gate;
   session: Session;
   tokens: TokenCounter;
+  residency: ModelResidency;
 }
 
 let current: AppContext | null = null;

@@ -69,7 +69,15 @@ export function decideFailure(facts: FailureFacts, settings: PolicySettings): Fa
     case "config":
       // 401/403/404: no retry of this prompt can help; an operator must fix the settings.
       return { action: "keep_place", cause: "misconfigured", breaker: "misconfigured", message: error.message };
+    case "load_failed":
+      // Loading the model is never the prompt's fault: a server that answers
+      // the load with an error cannot load it (missing, out of memory), one
+      // that does not answer is down.
+      return error.httpStatus !== null
+        ? { action: "keep_place", cause: "misconfigured", breaker: "misconfigured", message: error.message }
+        : { action: "keep_place", cause: "outage", breaker: "unavailable", message: error.message };
     case "rejected":
+    case "truncated_input":
     case "too_large":
     // A loop, or a generation still running at the timeout, is the prompt's
     // own: at the same settings it loops again. It costs the night at most the

@@ -14,7 +14,7 @@
 import type { Pool } from "pg";
 import type { OutageBreaker } from "./llm/outage_breaker";
 import { logger } from "./log";
-import { queueState } from "./queue_state";
+import { queueState, type QueueState } from "./queue_state";
 import type { Session } from "./session";
 import { readControl, type ControlState } from "./sql/control";
 import type { WindowSpec } from "./window";
@@ -53,7 +53,12 @@ export class Gate {
 
   /** Is the queue open now: inside the window or forced open, and not paused? */
   async isOpen(): Promise<boolean> {
-    return queueState(this.opts.clock(), this.opts.window, await this.readControl()).open;
+    return (await this.state()).open;
+  }
+
+  /** The queue's state now: open, inside the window, paused, forced open. */
+  async state(): Promise<QueueState> {
+    return queueState(this.opts.clock(), this.opts.window, await this.readControl());
   }
 
   /** All the conditions above, for this process. */

@@ -10,11 +10,13 @@ import enqueuePrompts from "../tasks/enqueue_prompts";
 import processPrompt from "../tasks/process_prompt";
 import windowGate from "../tasks/window_gate";
 import { answersWritten } from "./answer_writer";
-import type { Config } from "./config";
+import { redactUrl, type Config } from "./config";
 import { setAppContext } from "./context";
 import { Gate, type Clock } from "./gate";
 import { createLlmClient } from "./llm/client";
+import { ModelResidency } from "./llm/model_residency";
 import { OutageBreaker } from "./llm/outage_breaker";
+import { serverStateRecorder } from "./llm/server_state";
 import { graphileLogger, logger, registerSecret } from "./log";
 import { projectRoot } from "./paths";
 import { Session } from "./session";
@@ -26,6 +28,8 @@ const log = logger("worker");
 
 // With the reaper's 5 s grace, a killed worker's prompt runs again within ~10 s.
 const REAP_INTERVAL_MS = 5_000;
+// How often the model's release is considered: an unload arrives within this of the window's end.
+const RELEASE_CHECK_MS = 5_000;
 // Past the reaper's grace and two passes more: by then a lost completion's job has been freed.
 const LOST_COMPLETION_SEARCH_MS = 20_000;
 
@@ -68,12 +72,14 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   const tokens = getTokenCounter(config.tokenEncoding);
   await tokens.count("warm-up");
   const llm = createLlmClient(config.llm);
-  const breaker = new OutageBreaker(config.llm.outageMaxBackoffSeconds);
+  const serverState = serverStateRecorder(pool, redactUrl(config.llm.baseUrl));
+  const breaker = new OutageBreaker(config.llm.outageMaxBackoffSeconds, Date.now, serverState.breakerChanged);
+  const residency = new ModelResidency(llm, config.llm, serverState.residency);
   const session = new Session(connectionString);
   await session.start();
   const promptJobFlag = await readPromptJobFlag(pool);
   const gate = new Gate({ window: config.window, pool, session, breaker, clock: options.clock ?? (() => new Date()), promptJobFlag });
-  setAppContext({ config, llm, breaker, gate, session, tokens });
+  setAppContext({ config, llm, breaker, gate, session, tokens, residency });
 
   const events: WorkerEvents = new EventEmitter();
   events.on("pool:create", ({ workerPool }) => {
@@ -124,6 +130,18 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   if (orphans.length > 0) log.warn(`re-enqueued ${orphans.length} pendiente rows that had no live job`, { ids: orphans.slice(0, 20) });
   const reaper = setInterval(reap, REAP_INTERVAL_MS);
   reaper.unref();
+  // At start-up, and later at each first prompt of a night.
+  void residency.checkModel();
+  const release = setInterval(() => {
+    void (async () => {
+      try {
+        await residency.releaseIfDone({ queueOpen: await gate.isOpen(), llmUp: breaker.current === "up" });
+      } catch (error) {
+        log.debug("could not check whether to release the model", { error: (error as Error).message });
+      }
+    })();
+  }, RELEASE_CHECK_MS);
+  release.unref();
   liveWorkers.add(live);
 
   let stopping: Promise<void> | null = null;
@@ -134,6 +152,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
       stopping ??= (async () => {
         gate.beginShutdown();
         clearInterval(reaper);
+        clearInterval(release);
         await runner.stop().catch((error) => log.warn("worker stopped with an error", { error: (error as Error).message }));
         await answersWritten();
         // Until here a lost completion is still absorbed: the job is freed by

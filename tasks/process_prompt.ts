@@ -9,21 +9,17 @@
  * that are the prompt's own.
  */
 import type { JobHelpers, Task } from "graphile-worker";
-import type { PoolClient } from "pg";
 import { writeBehind } from "../src/answer_writer";
+import { callSignals } from "../src/call_signals";
 import { appContext } from "../src/context";
 import { retryWhileDatabaseAway } from "../src/db";
-import {
-  decideFailure,
-  needsServerFacts,
-  SERVER_FAULT_DISTINCT_PROMPTS,
-  type FailureDecision,
-  type FailureFacts,
-} from "../src/failure_policy";
+import { decideFailure } from "../src/failure_policy";
 import { LlmError, type LlmAnswer } from "../src/llm/client";
+import { trimmedMessage, trimmedPrompt } from "../src/llm/truncation";
 import { logger } from "../src/log";
+import { failureFacts, recordDecision, round2, type JobDatabase } from "../src/prompt_failure";
 import { requeuePrompt } from "../src/sql/jobs";
-import { countPendingUpTo, loadPendingPrompt, recordFinalFailure, recordRetryableFailure, recordSuccess, type Failure } from "../src/sql/prompts";
+import { loadPendingPrompt, recordFinalFailure, recordSuccess, type Failure } from "../src/sql/prompts";
 
 declare global {
   namespace GraphileWorker {
@@ -44,8 +40,6 @@ const DATABASE_WAIT_MAX_SECONDS = 600;
  * is safe to repeat (guarded by estatus = 'pendiente', or keyed by job key).
  * Stops waiting when graphile-worker aborts the job (shutdown grace over).
  */
-type JobDatabase = <T>(what: string, query: (db: PoolClient) => Promise<T>) => Promise<T>;
-
 function jobDatabase(helpers: JobHelpers, id: number): JobDatabase {
   return (what, query) =>
     retryWhileDatabaseAway(`${what} for prompt ${id}`, () => helpers.withPgClient(query), {
@@ -70,7 +64,7 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     return;
   }
   const { id, failures } = parsed;
-  const { config, llm, breaker, gate, session, tokens } = appContext();
+  const { config, llm, breaker, gate, session, tokens, residency } = appContext();
   const database = jobDatabase(helpers, id);
 
   const row = await database("loading the row", (db) => loadPendingPrompt(db, id));
@@ -78,9 +72,7 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     log.info(`prompt ${id} skipped: it is gone or no longer pendiente`, { id, outcome: "skipped" });
     return;
   }
-  const failure = (
-    message: string, failuresNow: number, seconds: number, startedAt: Date | null, finishReason: string, e: LlmError | null = null,
-  ): Failure => ({
+  const failure = (message: string, failuresNow: number, seconds: number, startedAt: Date | null, finishReason: string, e: LlmError | null = null): Failure => ({
     id, message, failures: failuresNow, seconds, startedAt, finishReason, httpStatus: e?.httpStatus ?? null,
     partialAnswer: e?.partialAnswer ?? null, provider: config.llm.provider, model: config.llm.model,
   });
@@ -95,23 +87,36 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     log.debug(`prompt ${id} put back: the queue closed before its request`, { id });
     return;
   }
+  const failed = async (error: unknown, seconds: number, startedAt: Date | null, interruptedBy?: string) => {
+    const e = error instanceof LlmError ? error : new LlmError("unavailable", String((error as Error)?.message ?? error));
+    const decision = decideFailure(await failureFacts(database, id, failures, e), config.llm);
+    await recordDecision(decision, {
+      helpers, database, id, failuresBefore: failures, error: e, seconds, interruptedBy,
+      failure: (message, counted) => failure(message, counted, seconds, startedAt, e.kind, e),
+    });
+  };
 
+  // The first prompt of a night loads the model first, so that no prompt's time includes the load.
+  try {
+    await residency.ensureLoaded();
+  } catch (error) {
+    await failed(error, 0, null);
+    return;
+  }
   const startedAt = new Date();
   const startedMs = performance.now();
   let answer: LlmAnswer;
-  const cancel = linkAbortSignals(helpers.abortSignal, session.leadershipSignal);
+  const cancel = callSignals([helpers.abortSignal, session.leadershipSignal], config.windowEndPolicy === "cancel" ? gate : null);
+  residency.promptStarted();
   try {
     answer = await llm.generate(row.prompt, cancel.signal);
   } catch (error) {
-    const seconds = (performance.now() - startedMs) / 1000;
-    const e = error instanceof LlmError ? error : new LlmError("unavailable", String((error as Error)?.message ?? error));
-    const decision = decideFailure(await failureFacts(database, id, failures, e), config.llm);
-    await recordDecision(helpers, database, id, failures, decision, e, seconds, (message, counted) =>
-      failure(message, counted, seconds, startedAt, e.kind, e),
-    );
+    const by = cancel.windowEnded ? "cancelled at the window's end (WINDOW_END_POLICY=cancel)" : undefined;
+    await failed(error, (performance.now() - startedMs) / 1000, startedAt, by);
     return;
   } finally {
     cancel.dispose();
+    residency.promptEnded();
   }
   const seconds = (performance.now() - startedMs) / 1000;
   breaker.reportSuccess();
@@ -119,14 +124,23 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
   // PostgreSQL TEXT cannot hold NUL; a model that emits one must not lose its whole answer.
   const respuesta = answer.text.includes("\u0000") ? answer.text.replaceAll("\u0000", "\uFFFD") : answer.text;
   const tokensIn = await tokens.count(row.prompt);
+  // A server that trimmed the prompt answered another one: never listo.
+  const trim = { promptTokens: tokensIn, reportedPromptTokens: answer.serverTokensIn, contextTokens: config.llm.contextTokens ?? residency.contextTokens };
+  if (trimmedPrompt(trim)) {
+    const message = trimmedMessage(trim);
+    await database("recording the error", (db) => recordFinalFailure(db, failure(message, failures + 1, seconds, startedAt, "truncated_input")));
+    log.info(`prompt ${id} error`, { id, outcome: "error", seconds: round2(seconds), reason: message, attempt: failures + 1 });
+    return;
+  }
   const tokensOut = await tokens.count(respuesta);
   // Stored while the next prompt starts: see src/answer_writer.ts.
   await writeBehind(id, async () => {
     const written = await database("writing the answer", (db) =>
       recordSuccess(db, {
         id, respuesta, tokensIn, tokensOut, seconds, failures, startedAt,
-        provider: config.llm.provider, model: answer.model,
+        provider: config.llm.provider, model: config.llm.model, serverModel: answer.model,
         serverTokensIn: answer.serverTokensIn, serverTokensOut: answer.serverTokensOut, finishReason: answer.finishReason,
+        timings: answer.timings,
       }),
     );
     if (written) {
@@ -138,72 +152,5 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     }
   });
 };
-
-/** The facts the failure policy needs; the server is probed only when the decision depends on it. */
-async function failureFacts(database: JobDatabase, id: number, failures: number, e: LlmError): Promise<FailureFacts> {
-  const { llm, breaker } = appContext();
-  const facts: FailureFacts = { error: e, failuresBefore: failures };
-  if (!needsServerFacts(e)) return facts;
-  facts.serverReachable = await llm.isReachable();
-  if (facts.serverReachable) {
-    facts.failingPromptsInARow = breaker.noteServerSideFailure(id);
-    facts.pendingPrompts = await database("counting the pending prompts", (db) => countPendingUpTo(db, SERVER_FAULT_DISTINCT_PROMPTS));
-  }
-  return facts;
-}
-
-/** Carries out the policy's decision: the row, the job, the breaker and the log line. */
-async function recordDecision(
-  helpers: JobHelpers,
-  database: JobDatabase,
-  id: number,
-  failuresBefore: number,
-  decision: FailureDecision,
-  e: LlmError,
-  seconds: number,
-  failure: (message: string, counted: number) => Failure,
-): Promise<void> {
-  const { breaker } = appContext();
-  switch (decision.action) {
-    case "keep_place":
-      if (decision.breaker === "unavailable") breaker.reportUnavailable(decision.message, e.retryAfterSeconds);
-      if (decision.breaker === "misconfigured") breaker.reportMisconfigured(decision.message);
-      await database("putting it back", (db) => requeuePrompt(db, id, failuresBefore, helpers.job.run_at));
-      if (decision.cause === "interrupted") log.warn(`prompt ${id} interrupted; it stays pendiente and runs again`, { id, outcome: "interrupted" });
-      return;
-    case "fail":
-      await database("recording the error", (db) => recordFinalFailure(db, failure(decision.message, decision.failures)));
-      log.info(`prompt ${id} error`, { id, outcome: "error", seconds: round2(seconds), reason: decision.message, attempt: decision.failures });
-      return;
-    case "retry":
-      await database("scheduling its retry", async (db) => {
-        await recordRetryableFailure(db, failure(decision.message, decision.failures));
-        await requeuePrompt(db, id, decision.failures, new Date(Date.now() + decision.delaySeconds * 1000));
-      });
-      log.info(`prompt ${id} failed; retrying in ${decision.delaySeconds} s`, {
-        id, outcome: "retry", seconds: round2(seconds), reason: decision.message, attempt: decision.failures,
-      });
-      return;
-  }
-}
-
-/**
- * One signal that aborts when any of these does. Written out, rather than
- * AbortSignal.any, so that nothing stays attached to the session's
- * long-lived signal after the call: the worker runs 100,000s of prompts.
- */
-function linkAbortSignals(...signals: AbortSignal[]): { signal: AbortSignal; dispose(): void } {
-  const controller = new AbortController();
-  const abort = () => controller.abort();
-  for (const s of signals) {
-    if (s.aborted) controller.abort();
-    else s.addEventListener("abort", abort, { once: true });
-  }
-  return { signal: controller.signal, dispose: () => signals.forEach((s) => s.removeEventListener("abort", abort)) };
-}
-
-function round2(x: number): number {
-  return Math.round(x * 100) / 100;
-}
 
 export default processPrompt;

@@ -39,6 +39,10 @@ const table: [string, Case[]][] = [
     { facts: { error: error("rejected", 422), failuresBefore: 0 }, expected: { action: "fail", failures: 1 } },
     { facts: { error: error("too_large"), failuresBefore: 0 }, expected: { action: "fail", failures: 1 } },
   ]],
+  ["a prompt longer than the server's context, refused or trimmed", [
+    { facts: { error: error("truncated_input", 400), failuresBefore: 0 }, expected: { action: "fail", failures: 1 } },
+    { facts: { error: error("truncated_input"), failuresBefore: 1 }, expected: { action: "fail", failures: 2 } },
+  ]],
   ["the answer became a loop (the repetition guard)", [
     { facts: { error: error("repetition"), failuresBefore: 0 }, expected: { action: "fail", failures: 1, message: "repetition" } },
     // Even the last prompt left, which an outage would spare: a loop is never an outage.
@@ -100,6 +104,10 @@ const table: [string, Case[]][] = [
   ["the server stopped answering its health probe during the call (llama-server after SIGTERM)", [
     { facts: { error: error("server_lost"), failuresBefore: 1 }, expected: { action: "keep_place", cause: "outage", breaker: "unavailable" } },
   ]],
+  ["the model cannot be loaded: the server answers its load with an error (missing, out of memory), or does not answer", [
+    { facts: { error: error("load_failed", 500), failuresBefore: 0 }, expected: { action: "keep_place", cause: "misconfigured", breaker: "misconfigured" } },
+    { facts: { error: error("load_failed", null), failuresBefore: 2 }, expected: { action: "keep_place", cause: "outage", breaker: "unavailable" } },
+  ]],
   ["HTTP 401, 403 or 404", [
     { facts: { error: error("config", 401), failuresBefore: 0 }, expected: { action: "keep_place", cause: "misconfigured", breaker: "misconfigured" } },
     { facts: { error: error("config", 403), failuresBefore: 2 }, expected: { action: "keep_place", cause: "misconfigured", breaker: "misconfigured" } },
@@ -143,7 +151,7 @@ describe("needsServerFacts", () => {
     assert.equal(needsServerFacts(error("unavailable", 503)), true);
     assert.equal(needsServerFacts(error("unavailable", 429)), false);
     assert.equal(needsServerFacts(error("stall")), true);
-    for (const kind of ["rejected", "too_large", "repetition", "timeout", "server_lost", "config", "bad_response", "aborted"] as const) {
+    for (const kind of ["rejected", "truncated_input", "too_large", "repetition", "timeout", "server_lost", "config", "load_failed", "bad_response", "aborted"] as const) {
       assert.equal(needsServerFacts(error(kind)), false, kind);
     }
   });

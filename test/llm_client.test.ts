@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { parseConfig } from "../src/config";
 import { createLlmClient, LlmError, type LlmClient } from "../src/llm/client";
-import { FakeLlm, wordTokens } from "./support/llm_server";
+import { FakeLlm, serverTokens, wordTokens } from "./support/llm_server";
 import { referenceTokens } from "./support/tiktoken";
 
 let llm: FakeLlm;
@@ -55,6 +55,8 @@ describe("ollama wire format, streamed", () => {
       model: "test-model",
       prompt: "Hola, ¿qué tal?",
       stream: true,
+      keep_alive: 1800,
+      truncate: false,
       system: "Responde en español.",
       options: { temperature: 0.2, num_predict: 64 },
     });
@@ -62,8 +64,19 @@ describe("ollama wire format, streamed", () => {
     assert.equal(answer.text, "Respuesta para: Hola, ¿qué tal?");
     assert.equal(answer.model, "test-model");
     assert.equal(answer.finishReason, "stop");
-    assert.equal(answer.serverTokensIn, 3);
+    assert.equal(answer.serverTokensIn, serverTokens("Hola, ¿qué tal?"));
     assert.equal(answer.serverTokensOut, req.tokensStreamed);
+    // Ollama's durations, in nanoseconds on the wire, in seconds here.
+    assert.deepEqual(answer.timings, { loadSeconds: 0.005025959, promptEvalSeconds: 0.325953, evalSeconds: 4.709213 });
+  });
+
+  test("LLM_CONTEXT_TOKENS is sent as num_ctx, with keep_alive from LLM_KEEP_ALIVE, on every request", async () => {
+    const c = ollama({ LLM_CONTEXT_TOKENS: "65536", LLM_KEEP_ALIVE: "2h" });
+    await c.generate("uno");
+    await c.generate("dos");
+    for (const req of llm.generateRequests) {
+      assert.deepEqual([req.body.options, req.body.keep_alive, req.body.truncate], [{ num_ctx: 65536 }, 7200, false]);
+    }
   });
 
   test("done_reason length is read: an answer a token limit cut short says so", async () => {
@@ -124,7 +137,7 @@ describe("openai wire format, streamed", () => {
       });
       assert.equal(answer.text, "Respuesta para: ¿Cuánto es 2+2?");
       assert.equal(answer.finishReason, "stop");
-      assert.equal(answer.serverTokensIn, 3);
+      assert.equal(answer.serverTokensIn, serverTokens("¿Cuánto es 2+2?"));
       assert.equal(answer.serverTokensOut, req.tokensStreamed);
     });
   }

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, test } from "node:test";
 import { createTestDatabase, insert, reset, type TestDatabase } from "./support/db";
 import { referenceCount } from "./support/tiktoken";
-import { defaultAnswer, FakeLlm } from "./support/llm_server";
+import { defaultAnswer, FakeLlm, serverTokens } from "./support/llm_server";
 import { eventually, startInProcessWorker, testEnv, type InProcessWorker } from "./support/worker";
 
 let db: TestDatabase;
@@ -75,7 +75,7 @@ describe("an inserted prompt is answered", () => {
       assert.ok(row.fecha_out instanceof Date && row.fecha_out >= row.fecha_in);
       assert.equal(row.model, "test-model");
       assert.equal(row.provider, "ollama");
-      assert.equal(row.server_tokens_in, prompts[i].split(/\s+/).length);
+      assert.equal(row.server_tokens_in, serverTokens(prompts[i]));
       assert.equal(row.error_message, null);
     });
     const perPromptLines = logsOfThisTest().filter((l) => / prompt \d+ listo /.test(l) || /\[prompt\] prompt \d+ listo/.test(l));

@@ -86,6 +86,32 @@ describe("the window, with a real worker", () => {
     await eventually(async () => (await statuses()).every((s) => s === "listo"), 10_000, "the next night");
   });
 
+  test("WINDOW_END_POLICY=cancel: a 10-minute request running at 06:00 is cancelled within 5 s; its row stays pendiente, uncharged, and runs first the next night", async () => {
+    llm.behaviour = (r) => (r.prompt === "diez minutos" ? { firstTokenDelayMs: 600_000 } : {});
+    setClock("2026-11-27T05:59:50Z");
+    worker = await startInProcessWorker(db, testEnv(llm.origin, { WINDOW_START: "01:00", WINDOW_END: "06:00", WINDOW_TZ: "UTC", WINDOW_END_POLICY: "cancel" }), { clock });
+    const closesAtMs = movable.realMs("2026-11-27T06:00:00Z");
+    const { rows: inserted } = await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('diez minutos'), ('después') RETURNING id");
+    await eventually(async () => llm.generateRequests.length === 1, 10_000, "the long request to start");
+    const call = llm.generateRequests[0];
+    await eventually(async () => call.endedAtMs !== null, 20_000, "the long request to end");
+    assert.ok(call.clientLeft, "the worker cancelled it");
+    const afterEndMs = call.endedAtMs! - closesAtMs;
+    assert.ok(afterEndMs >= 0 && afterEndMs < 5000, `cancelled ${afterEndMs} ms after 06:00`);
+    await eventually(async () => worker!.logs.some((l) => l.includes(`prompt ${inserted[0].id} cancelled at the window's end (WINDOW_END_POLICY=cancel)`)), 5000, "the log line");
+    assert.deepEqual(await statuses(), ["pendiente", "pendiente"]);
+    const { rows: outcomes } = await db.pool.query("SELECT count(*)::int AS n FROM fila_llm_outcome");
+    assert.equal(outcomes[0].n, 0, "no attempt was charged");
+    const { rows: jobs } = await db.pool.query("SELECT prompt_id, failures FROM fila_llm_jobs ORDER BY run_at, job_id");
+    assert.deepEqual(jobs.map((j) => [j.prompt_id, j.failures]), [[inserted[0].id, 0], [inserted[1].id, 0]], "it kept its place, first");
+
+    llm.behaviour = () => ({});
+    llm.requests.length = 0;
+    setClock("2026-11-28T01:00:00Z");
+    await eventually(async () => (await statuses()).every((st) => st === "listo"), 10_000, "the next night");
+    assert.deepEqual(llm.generateRequests.map((r) => r.prompt), ["diez minutos", "después"], "the cancelled prompt ran first");
+  });
+
   test("a worker (re)started in the middle of the window starts the queue within 5 s", async () => {
     setClock("2026-11-27T02:30:00Z");
     await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('esperando al worker')");

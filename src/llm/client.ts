@@ -22,6 +22,7 @@ import { scrub } from "../log";
 import { LlmError, kindForStatus, parseRetryAfter } from "./errors";
 import { ollamaProtocol, openaiProtocol, type Delta, type LlmAnswer, type Protocol } from "./protocols";
 import { copiesAtEnd, RepetitionGuard, type Loop } from "./repetition_guard";
+import { contextRefusal, refusalMessage } from "./truncation";
 
 export type { LlmAnswer } from "./protocols";
 export { LlmError } from "./errors";
@@ -31,6 +32,18 @@ export interface LlmClient {
   generate(prompt: string, signal?: AbortSignal): Promise<LlmAnswer>;
   /** True if the server answers a cheap GET with anything below 500. */
   isReachable(): Promise<boolean>;
+  /** True if the server loads and unloads models on request (Ollama); the others keep theirs loaded. */
+  readonly loads: boolean;
+  /** Loads the model (kept for LLM_KEEP_ALIVE); resolves with the seconds it took. Throws LlmError. */
+  load(): Promise<number>;
+  /** Unloads the model. Throws LlmError. */
+  unload(): Promise<void>;
+  /** The models the server lists, or null if it does not answer. */
+  listModels(): Promise<string[] | null>;
+  /** True if a name the server lists is LLM_MODEL. */
+  isOurModel(listed: string): boolean;
+  /** The context length in force for the loaded model, where the server says (Ollama's /api/ps). */
+  runningContext(): Promise<number | null>;
   close(): Promise<void>;
 }
 
@@ -87,6 +100,56 @@ export function createLlmClient(settings: Config["llm"]): LlmClient {
     return Buffer.concat(chunks).toString("utf8");
   }
 
+  /** The error an HTTP error status carries, with the server's message. */
+  function httpError(status: number, body: unknown, raw: string, retryAfter: string | string[] | undefined): LlmError {
+    const detail = scrub(protocol.errorMessage(body) ?? (raw.trim() || "(empty body)"));
+    const kind = kindForStatus(status);
+    const refusal = kind === "rejected" ? contextRefusal(detail, body) : null;
+    if (refusal) return new LlmError("truncated_input", refusalMessage(refusal, detail).slice(0, MAX_ERROR_MESSAGE_CHARS), status);
+    return new LlmError(kind, `the LLM answered HTTP ${status}: ${detail}`.slice(0, MAX_ERROR_MESSAGE_CHARS), status, parseRetryAfter(retryAfter));
+  }
+
+  /** A POST of a whole JSON body and its whole JSON reply (the model's load and unload). */
+  async function postWhole(body: unknown): Promise<unknown> {
+    const response = await calls.request({
+      path: basePath + protocol.generatePath,
+      method: "POST",
+      headers,
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const raw = await readWhole(response.body);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(raw);
+    } catch {
+      parsed = undefined;
+    }
+    if (response.statusCode < 200 || response.statusCode >= 300) throw httpError(response.statusCode, parsed, raw, response.headers["retry-after"]);
+    const message = protocol.errorMessage(parsed);
+    if (message !== null) throw new LlmError("config", `the LLM answered 200 with an error: ${scrub(message)}`.slice(0, MAX_ERROR_MESSAGE_CHARS));
+    return parsed;
+  }
+
+  /** A GET whose JSON reply is read whole; null if the server does not answer it. */
+  async function getJson(path: string): Promise<unknown | null> {
+    try {
+      const response = await probes.request({ path: basePath + path, method: "GET", headers, reset: true, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      const raw = await readWhole(response.body);
+      return response.statusCode >= 200 && response.statusCode < 300 ? JSON.parse(raw) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Network failures of the model's load and unload, sorted like a call's. */
+  function adminError(error: unknown): LlmError {
+    if (error instanceof LlmError) return error;
+    const e = error as { code?: string; message?: string; name?: string };
+    if (e.name === "TimeoutError") return new LlmError("unavailable", `the LLM did not answer within LLM_TIMEOUT_SECONDS (${settings.timeoutSeconds} s)`);
+    return new LlmError("unavailable", `cannot reach the LLM at ${base.origin}: ${`${e.code ?? e.name ?? "error"} ${e.message ?? ""}`.trim()}`);
+  }
+
   async function isReachable(): Promise<boolean> {
     try {
       const response = await probes.request({
@@ -132,11 +195,7 @@ export function createLlmClient(settings: Config["llm"]): LlmClient {
         } catch {
           body = undefined;
         }
-        if (status < 200 || status >= 300) {
-          const detail = protocol.errorMessage(body) ?? (raw.trim() || "(empty body)");
-          const message = scrub(`the LLM answered HTTP ${status}: ${detail}`).slice(0, MAX_ERROR_MESSAGE_CHARS);
-          throw new LlmError(kindForStatus(status), message, status, parseRetryAfter(response.headers["retry-after"]));
-        }
+        if (status < 200 || status >= 300) throw httpError(status, body, raw, response.headers["retry-after"]);
         if (body === undefined) throw new LlmError("bad_response", `the LLM answered HTTP ${status} with a body that is not JSON (${raw.length} chars)`, status);
         // A server that did not stream (or a 200 whose body is an error, as LM Studio sends).
         return protocol.parseWhole(body);
@@ -184,6 +243,33 @@ export function createLlmClient(settings: Config["llm"]): LlmClient {
   return {
     generate,
     isReachable,
+    loads: protocol.loadBody !== null,
+    async load() {
+      const started = performance.now();
+      try {
+        await postWhole(protocol.loadBody);
+      } catch (error) {
+        throw adminError(error);
+      }
+      return (performance.now() - started) / 1000;
+    },
+    async unload() {
+      try {
+        await postWhole(protocol.unloadBody);
+      } catch (error) {
+        throw adminError(error);
+      }
+    },
+    async listModels() {
+      const body = await getJson(protocol.modelsPath);
+      return body === null ? null : protocol.modelNames(body);
+    },
+    isOurModel: protocol.isOurModel,
+    async runningContext() {
+      if (protocol.runningPath === null) return null;
+      const body = await getJson(protocol.runningPath);
+      return body === null ? null : protocol.runningContext(body);
+    },
     async close() {
       await Promise.all([calls.close(), probes.close()]);
     },

@@ -4,6 +4,9 @@
  * decide; the kind is also what fila_llm_outcome.finish_reason records.
  *
  * - rejected:     the server refused the prompt (HTTP 400, 413, 422).
+ * - truncated_input: the prompt is longer than the server's context: refused
+ *                 (src/llm/truncation.ts recognises each server's words), or
+ *                 trimmed, as Ollama does without a word.
  * - too_large:    the answer reached LLM_MAX_RESPONSE_BYTES; the stream was cut.
  * - repetition:   the answer became a loop (src/llm/repetition_guard.ts); cut.
  * - timeout:      still generating at LLM_TIMEOUT_SECONDS; cut.
@@ -13,10 +16,13 @@
  *                 answer at all within LLM_TIMEOUT_SECONDS.
  * - bad_response: a 2xx that cannot be used (not JSON, no text).
  * - config:       401/403, or 404 for the model: nothing a retry of this prompt fixes.
+ * - load_failed:  the server answered the model's load with an error (missing,
+ *                 out of memory): a configuration fault too.
  * - aborted:      we cancelled the call (shutdown grace over, leadership lost).
  */
 export type LlmErrorKind =
   | "rejected"
+  | "truncated_input"
   | "too_large"
   | "repetition"
   | "timeout"
@@ -25,6 +31,7 @@ export type LlmErrorKind =
   | "unavailable"
   | "bad_response"
   | "config"
+  | "load_failed"
   | "aborted";
 
 export class LlmError extends Error {

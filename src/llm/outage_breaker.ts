@@ -22,6 +22,8 @@ export class OutageBreaker {
   constructor(
     private readonly maxBackoffSeconds: number,
     private readonly nowMs: () => number = Date.now,
+    /** Told of each change of state (not of each failure): the worker records it for `status`. */
+    private readonly onChange: (state: BreakerState, reason: string | null) => void = () => {},
   ) {}
 
   /** True while backing off; no prompt may start. */
@@ -62,6 +64,7 @@ export class OutageBreaker {
     if (this.state !== "up") {
       const downSeconds = Math.round((this.nowMs() - this.downSinceMs) / 1000);
       log.info(`LLM is answering again after ${downSeconds} s; prompts resume`, { downSeconds });
+      this.onChange("up", null);
     }
     this.state = "up";
     this.consecutiveFailures = 0;
@@ -81,6 +84,7 @@ export class OutageBreaker {
     if (this.state === state) return;
     if (this.state === "up") this.downSinceMs = this.nowMs();
     this.state = state;
+    this.onChange(state, reason);
     if (state === "unavailable") {
       log.warn(`LLM unavailable; prompts wait (none is marked error) and retry with backoff up to ${this.maxBackoffSeconds} s`, {
         reason,

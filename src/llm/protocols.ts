@@ -14,6 +14,7 @@
 import type { Config } from "../config";
 import { LlmError } from "./errors";
 import { LineSplitter, SseParser } from "./framing";
+import { contextRefusal, refusalMessage } from "./truncation";
 
 /** A complete answer. */
 export interface LlmAnswer {
@@ -25,7 +26,21 @@ export interface LlmAnswer {
   /** Token counts as the server itself reports them, when it does. */
   serverTokensIn: number | null;
   serverTokensOut: number | null;
+  /** Where the server's time went, when it says (Ollama's durations, llama.cpp's timings). */
+  timings: ServerTimings;
 }
+
+/** Seconds, as the server measured them; null where it does not say. */
+export interface ServerTimings {
+  /** Loading the model for this request (Ollama). */
+  loadSeconds: number | null;
+  /** Reading the prompt. */
+  promptEvalSeconds: number | null;
+  /** Generating the answer. */
+  evalSeconds: number | null;
+}
+
+const NO_TIMINGS: ServerTimings = { loadSeconds: null, promptEvalSeconds: null, evalSeconds: null };
 
 /** What one streamed event added to the answer. */
 export interface Delta {
@@ -51,6 +66,19 @@ export interface Protocol {
   generatePath: string;
   /** A cheap GET that tells whether the server is up. */
   healthPath: string;
+  /** A GET that lists the models the server has. */
+  modelsPath: string;
+  /** The model names in the reply to modelsPath. */
+  modelNames(body: unknown): string[];
+  /** True if `listed` (a name the server lists) is the model we ask for. */
+  isOurModel(listed: string): boolean;
+  /** Ollama only: the bodies that load the model (kept for LLM_KEEP_ALIVE) and unload it; null elsewhere. */
+  loadBody: unknown | null;
+  unloadBody: unknown | null;
+  /** Ollama only: a GET that lists the loaded models with their context length; null elsewhere. */
+  runningPath: string | null;
+  /** The context length in force for our model, in the reply to runningPath. */
+  runningContext(body: unknown): number | null;
   requestBody(prompt: string): unknown;
   /** Reads a streamed 2xx body; `maxLineBytes` bounds one line or event. */
   streamReader(maxLineBytes: number): StreamReader;
@@ -78,6 +106,20 @@ function text(value: unknown): string {
   return typeof value === "string" ? value : "";
 }
 
+function seconds(nanoseconds: unknown): number | null {
+  return typeof nanoseconds === "number" && Number.isFinite(nanoseconds) && nanoseconds >= 0 ? nanoseconds / 1e9 : null;
+}
+
+function milliseconds(ms: unknown): number | null {
+  return typeof ms === "number" && Number.isFinite(ms) && ms >= 0 ? ms / 1000 : null;
+}
+
+/** llama.cpp's `timings` object (prompt_ms, predicted_ms), on the last chunk or a whole reply. */
+function llamaCppTimings(value: unknown): ServerTimings {
+  if (!isObject(value)) return NO_TIMINGS;
+  return { loadSeconds: null, promptEvalSeconds: milliseconds(value.prompt_ms), evalSeconds: milliseconds(value.predicted_ms) };
+}
+
 function parseJson(line: string): unknown {
   try {
     return JSON.parse(line);
@@ -87,6 +129,9 @@ function parseJson(line: string): unknown {
 }
 
 function errorInStream(message: string): LlmError {
+  // LM Studio refuses a prompt longer than its context this way, on a 200.
+  const refusal = contextRefusal(message, null);
+  if (refusal) return new LlmError("truncated_input", refusalMessage(refusal, message));
   return new LlmError("unavailable", `the LLM reported an error while answering: ${message}`);
 }
 
@@ -110,18 +155,51 @@ export function ollamaProtocol(settings: LlmSettings): Protocol {
     finishReason: typeof line.done_reason === "string" && line.done_reason !== "" ? line.done_reason : null,
     serverTokensIn: count(line.prompt_eval_count),
     serverTokensOut: count(line.eval_count),
+    timings: {
+      loadSeconds: seconds(line.load_duration),
+      promptEvalSeconds: seconds(line.prompt_eval_duration),
+      evalSeconds: seconds(line.eval_duration),
+    },
   });
+  // num_ctx the same on every request: a change forces Ollama to reload the model.
+  const contextOption: Record<string, number> = settings.contextTokens !== null ? { num_ctx: settings.contextTokens } : {};
+  const sameOnEveryRequest = {
+    model: settings.model,
+    keep_alive: settings.keepAliveSeconds,
+    ...(settings.contextTokens !== null ? { options: contextOption } : {}),
+  };
   return {
     generatePath: "/api/generate",
     healthPath: "/api/version",
+    modelsPath: "/api/tags",
+    modelNames: (body) =>
+      isObject(body) && Array.isArray(body.models)
+        ? body.models.flatMap((m) => (isObject(m) && typeof m.name === "string" ? [m.name] : []))
+        : [],
+    // Ollama reads a name without a tag as name:latest.
+    isOurModel: (listed) => listed === settings.model || (!settings.model.includes(":") && listed === `${settings.model}:latest`),
+    loadBody: sameOnEveryRequest,
+    unloadBody: { model: settings.model, keep_alive: 0 },
+    runningPath: "/api/ps",
+    runningContext: (body) => {
+      if (!isObject(body) || !Array.isArray(body.models)) return null;
+      const ours = body.models.find(
+        (m) => isObject(m) && (m.name === settings.model || m.model === settings.model || m.name === `${settings.model}:latest`),
+      );
+      return isObject(ours) ? count(ours.context_length) : null;
+    },
     requestBody: (prompt) => {
-      const options: Record<string, number> = {};
+      const options: Record<string, number> = { ...contextOption };
       if (settings.temperature !== null) options.temperature = settings.temperature;
       if (settings.maxTokens !== null) options.num_predict = settings.maxTokens;
       return {
         model: settings.model,
         prompt,
         stream: true,
+        keep_alive: settings.keepAliveSeconds,
+        // Refuse, rather than trim, a prompt longer than the context (Ollama 0.12.6 and later;
+        // older servers ignore it, and the worker then detects the trim from prompt_eval_count).
+        truncate: false,
         ...(settings.systemPrompt !== null ? { system: settings.systemPrompt } : {}),
         ...(Object.keys(options).length > 0 ? { options } : {}),
       };
@@ -171,6 +249,14 @@ export function openaiProtocol(settings: LlmSettings): Protocol {
   return {
     generatePath: "/chat/completions",
     healthPath: "/models",
+    modelsPath: "/models",
+    modelNames: (body) =>
+      isObject(body) && Array.isArray(body.data) ? body.data.flatMap((m) => (isObject(m) && typeof m.id === "string" ? [m.id] : [])) : [],
+    isOurModel: (listed) => listed === settings.model,
+    loadBody: null,
+    unloadBody: null,
+    runningPath: null,
+    runningContext: () => null,
     requestBody: (prompt) => ({
       model: settings.model,
       messages: [
@@ -185,7 +271,7 @@ export function openaiProtocol(settings: LlmSettings): Protocol {
     }),
     streamReader(maxLineBytes) {
       const events = new SseParser(maxLineBytes);
-      const summary: Final = { model: settings.model, finishReason: null, serverTokensIn: null, serverTokensOut: null };
+      const summary: Final = { model: settings.model, finishReason: null, serverTokensIn: null, serverTokensOut: null, timings: NO_TIMINGS };
       let finished = false;
       const read = (event: { event: string | null; data: string }, deltas: Delta[]) => {
         if (event.data === "[DONE]") return;
@@ -198,6 +284,7 @@ export function openaiProtocol(settings: LlmSettings): Protocol {
           summary.serverTokensIn = count(value.usage.prompt_tokens) ?? summary.serverTokensIn;
           summary.serverTokensOut = count(value.usage.completion_tokens) ?? summary.serverTokensOut;
         }
+        if (isObject(value.timings)) summary.timings = llamaCppTimings(value.timings);
         const choice = Array.isArray(value.choices) ? value.choices[0] : undefined;
         if (!isObject(choice)) return;
         const delta = isObject(choice.delta) ? choice.delta : {};
@@ -241,6 +328,7 @@ export function openaiProtocol(settings: LlmSettings): Protocol {
         finishReason: typeof choice.finish_reason === "string" ? choice.finish_reason : null,
         serverTokensIn: count(usage.prompt_tokens),
         serverTokensOut: count(usage.completion_tokens),
+        timings: llamaCppTimings(body.timings),
       };
     },
     errorMessage: anyErrorMessage,

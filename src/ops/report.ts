@@ -19,6 +19,8 @@ export interface NightSummary extends RunStats {
   tokensPerSecond: number | null;
   /** Sum of tiempo_ejecucion (listo and error) over the window's length. */
   busyFraction: number;
+  /** How long the night's last run went on after the window's end (0 if it did not). */
+  overrunSeconds: number;
 }
 
 /** The statistics of one night. */
@@ -33,6 +35,7 @@ export async function summariseNight(db: Queryable, night: Night, window: Window
     ...stats,
     tokensPerSecond: stats.listoSeconds > 0 ? stats.tokensOut / stats.listoSeconds : null,
     busyFraction: windowSeconds > 0 ? stats.busySeconds / windowSeconds : 0,
+    overrunSeconds: stats.lastFinishedAt === null ? 0 : Math.max(0, (stats.lastFinishedAt.getTime() - night.closesAt.getTime()) / 1000),
   };
 }
 
@@ -42,10 +45,13 @@ export function nightLines(s: NightSummary): string[] {
   return [
     `${count(s.listo)} listo, ${count(s.errors)} error · tokens in ${count(s.tokensIn)} / out ${count(s.tokensOut)}`,
     `tiempo_ejecucion (listo): median ${seconds(s.medianSeconds)} · p95 ${seconds(s.p95Seconds)} · max ${seconds(s.maxSeconds)}`,
-    `${s.tokensPerSecond === null ? "–" : s.tokensPerSecond.toFixed(1)} tokens out per second · ` +
-      `LLM busy ${formatDuration(s.busySeconds)}, ${(s.busyFraction * 100).toFixed(0)}% of the window`,
+    `generation speed ${s.generationTokensPerSecond === null ? "–" : s.generationTokensPerSecond.toFixed(1)} tokens/s (the server's counts over its generation time) · ` +
+      `${s.tokensPerSecond === null ? "–" : s.tokensPerSecond.toFixed(1)} tiktoken tokens out per second of LLM time`,
+    `LLM busy ${formatDuration(s.busySeconds)}, ${(s.busyFraction * 100).toFixed(0)}% of the window · model load inside the runs ${seconds(s.loadSeconds)} · ` +
+      `${s.overrunSeconds > 0 ? `ran ${formatDuration(s.overrunSeconds)} past the window's end` : "ended within the window"}`,
     `${count(s.cutShort)} answers cut short by a token limit (listo, finish_reason length; ${formatDuration(s.cutShortSeconds)}) · ` +
-      `${count(s.generationsCut)} generations cut (loop, stall, timeout or size; ${formatDuration(s.generationsCutSeconds)} of LLM time)`,
+      `${count(s.generationsCut)} generations cut (loop, stall, timeout or size; ${formatDuration(s.generationsCutSeconds)} of LLM time) · ` +
+      `${count(s.truncatedInputs)} prompts longer than the server's context (truncated_input)`,
   ];
 }
 

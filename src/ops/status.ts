@@ -9,6 +9,7 @@ import { readControl } from "../sql/control";
 import { runningPrompts, type RunningPrompt } from "../sql/jobs";
 import type { Queryable } from "../sql/queryable";
 import { errorGroups, queueCounts, runStats, type ErrorGroup, type QueueCounts } from "../sql/reports";
+import { readServerStates, type ServerStatus } from "../sql/servers";
 import { describeWindow, nextWindowChange, type WindowSpec } from "../window";
 import { currentOrNextNight, lastClosedNight, recentNights, type Night } from "./nights";
 import { nightLines, summariseNight, type NightSummary } from "./report";
@@ -39,14 +40,18 @@ export interface Status {
     pending: number;
     /** Time left in the window tonight: all of it, or what remains if it is open now. */
     availableSeconds: number;
-    /** Median tiempo_ejecucion of the 'listo' runs of the recent nights. */
+    /** The time per prompt the estimate uses: the server's own (reading + generating) where it reports it, else tiempo_ejecucion; median of the recent nights. */
     medianSeconds: number | null;
+    /** Where medianSeconds comes from. */
+    basis: "server" | "tiempo_ejecucion";
     nightsUsed: number;
     neededSeconds: number | null;
     fits: boolean | null;
   };
   /** Rows now in 'error', grouped by message. */
   errors: ErrorGroup[];
+  /** What the worker last saw of each LLM server (fila_llm_servers). */
+  llm: (Omit<ServerStatus, "since" | "lastLoadAt"> & { since: LocalInstant; lastLoadAt: LocalInstant | null })[];
 }
 
 /** Reads everything the status screen shows, as of `now`. */
@@ -65,7 +70,9 @@ export async function readStatus(db: Queryable, window: WindowSpec, now = new Da
   const recentStats = await runStats(db, recent);
   const tonight: Night = currentOrNextNight(now, window);
   const availableSeconds = (tonight.closesAt.getTime() - Math.max(now.getTime(), tonight.opensAt.getTime())) / 1000;
-  const neededSeconds = recentStats.medianSeconds === null ? null : counts.pendiente * recentStats.medianSeconds;
+  // The server's own time per prompt leaves out what is not the GPU's (the queue, the network).
+  const perPromptSeconds = recentStats.medianServerSeconds ?? recentStats.medianSeconds;
+  const neededSeconds = perPromptSeconds === null ? null : counts.pendiente * perPromptSeconds;
 
   return {
     now: toLocalInstant(now, window.timeZone),
@@ -85,13 +92,36 @@ export async function readStatus(db: Queryable, window: WindowSpec, now = new Da
       night: tonight.date,
       pending: counts.pendiente,
       availableSeconds,
-      medianSeconds: recentStats.medianSeconds,
+      medianSeconds: perPromptSeconds,
+      basis: recentStats.medianServerSeconds !== null ? "server" : "tiempo_ejecucion",
       nightsUsed: recent.length,
       neededSeconds,
       fits: neededSeconds === null ? null : neededSeconds <= availableSeconds,
     },
     errors: await errorGroups(db, null),
+    llm: (await readServerStates(db)).map((server) => ({
+      ...server,
+      since: toLocalInstant(server.since, window.timeZone),
+      lastLoadAt: server.lastLoadAt ? toLocalInstant(server.lastLoadAt, window.timeZone) : null,
+    })),
   };
+}
+
+const STATE_WORDS: Record<ServerStatus["state"], string> = {
+  answering: "answering",
+  outage: "DOWN (an outage: prompts wait, none is marked error)",
+  misconfigured: "MISCONFIGURED (prompts wait until it is fixed)",
+  loading: "loading the model",
+  released: "model released",
+};
+
+/** One line per LLM server: its state since when, why, and its last model load. */
+function llmLines(s: Status): string[] {
+  if (s.llm.length === 0) return ["no worker has reported on the LLM yet"];
+  return s.llm.map((server) => {
+    const load = server.lastLoadSeconds !== null && server.lastLoadAt ? ` · last model load ${server.lastLoadSeconds.toFixed(1)} s at ${server.lastLoadAt.local}` : "";
+    return `${server.server}: ${STATE_WORDS[server.state]} since ${server.since.local}${server.message ? `: ${server.message}` : ""}${load}`;
+  });
 }
 
 function block(label: string, lines: string[]): string {
@@ -117,7 +147,7 @@ export function renderStatus(s: Status): string {
       ? "nothing pending"
       : t.fits === null
         ? `${count(t.pending)} pendiente; no 'listo' run in the last ${t.nightsUsed} nights to estimate from`
-        : `${count(t.pending)} pendiente × median ${seconds(t.medianSeconds)} (last ${t.nightsUsed} nights) ≈ ` +
+        : `${count(t.pending)} pendiente × median ${seconds(t.medianSeconds)}${t.basis === "server" ? " of the server's own time" : ""} (last ${t.nightsUsed} nights) ≈ ` +
           `${formatDuration(t.neededSeconds!)} of ${formatDuration(t.availableSeconds)} left in the window: ` +
           (t.fits ? "fits" : `does NOT fit (about ${Math.ceil(t.neededSeconds! / t.availableSeconds)} nights)`);
   return [
@@ -127,6 +157,7 @@ export function renderStatus(s: Status): string {
       `${w.spec}: ${state}${w.paused || w.forcedOpenUntil ? ` (schedule: ${w.inWindow ? "open" : "closed"})` : ""}`,
       `${when("opens", w.nextOpening)} · ${when("closes", w.nextClosing)}`,
     ]),
+    block("LLM", llmLines(s)),
     block("Queue", [
       `pendiente ${count(q.pendiente)} · listo ${count(q.listo)} · error ${count(q.error)}`,
       `oldest pendiente waiting ${q.oldestPendingSeconds === null ? "–" : formatDuration(q.oldestPendingSeconds)}`,

@@ -5,6 +5,7 @@
  * finished row. The operators' retry and cancel are SQL functions of
  * migrations/0007 (SQL users get the same powers); they are called from here.
  */
+import type { ServerTimings } from "../llm/protocols";
 import type { Queryable } from "./queryable";
 
 export interface PendingPrompt {
@@ -44,11 +45,15 @@ export interface Success {
   seconds: number;
   failures: number;
   provider: string;
+  /** The model that was asked for (LLM_MODEL). */
   model: string;
+  /** The model name the server reported. */
+  serverModel: string | null;
   serverTokensIn: number | null;
   serverTokensOut: number | null;
   /** The server's own: "stop", or "length" for an answer a token limit cut short. */
   finishReason: string | null;
+  timings: ServerTimings;
   startedAt: Date;
 }
 
@@ -56,6 +61,7 @@ export interface Success {
 const OUTCOME_COLUMNS = [
   "estatus", "error_message", "attempts", "provider", "model", "server_tokens_in", "server_tokens_out",
   "http_status", "finish_reason", "cut_answer_head", "cut_answer_tail", "started_at",
+  "server_model", "load_seconds", "prompt_eval_seconds", "eval_seconds",
 ] as const;
 const OUTCOME_UPSERT = `
   ON CONFLICT (prompt_id) DO UPDATE SET
@@ -91,6 +97,7 @@ export async function recordSuccess(db: Queryable, s: Success): Promise<boolean>
     [
       s.id, s.respuesta, s.tokensIn, s.tokensOut, s.seconds,
       "listo", null, s.failures, s.provider, s.model, s.serverTokensIn, s.serverTokensOut, 200, s.finishReason, null, null, s.startedAt,
+      s.serverModel, s.timings.loadSeconds, s.timings.promptEvalSeconds, s.timings.evalSeconds,
     ],
   );
   return rowCount === 1;
@@ -115,7 +122,7 @@ export interface Failure {
 
 function failureValues(f: Failure, estatus: "error" | "pendiente"): unknown[] {
   const [head, tail] = cutAnswerEnds(f.partialAnswer);
-  return [estatus, f.message, f.failures, f.provider, f.model, null, null, f.httpStatus, f.finishReason, head, tail, f.startedAt];
+  return [estatus, f.message, f.failures, f.provider, f.model, null, null, f.httpStatus, f.finishReason, head, tail, f.startedAt, null, null, null, null];
 }
 
 /** Marks the row 'error' for good, with its message in fila_llm_outcome. False if the row was no longer pending. */

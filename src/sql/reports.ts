@@ -25,7 +25,8 @@ const RUNS = `
   SELECT a.id, a.estatus, a.tokens_in, a.tokens_out,
          coalesce(a.tiempo_ejecucion, 0)::float8 AS seconds,
          a.fecha_out AT TIME ZONE current_setting('TimeZone') AS finished_at,
-         o.finish_reason
+         o.finish_reason, o.server_tokens_out, o.load_seconds::float8 AS load_seconds,
+         o.prompt_eval_seconds::float8 AS prompt_eval_seconds, o.eval_seconds::float8 AS eval_seconds
     FROM fila_llm_anahuac a
     LEFT JOIN fila_llm_outcome o ON o.prompt_id = a.id
    WHERE a.estatus IN ('listo', 'error')`;
@@ -63,6 +64,16 @@ export interface RunStats {
   /** Generations the worker cut (a loop, a stall, the timeout, the size limit), and the LLM time they took. */
   generationsCut: number;
   generationsCutSeconds: number;
+  /** Prompts the server trimmed or refused as longer than its context. */
+  truncatedInputs: number;
+  /** The server's own generation speed: its output tokens over its generation time, where it reports both. */
+  generationTokensPerSecond: number | null;
+  /** Model load time the server reported inside the runs (Ollama's load_duration). */
+  loadSeconds: number;
+  /** The median of the server's own time per 'listo' prompt (reading + generating), where it reports it. */
+  medianServerSeconds: number | null;
+  /** When the last of these runs finished. */
+  lastFinishedAt: Date | null;
 }
 
 /** Counts, tokens and times of the runs that overlap any of these spans. */
@@ -80,7 +91,13 @@ export async function runStats(db: Queryable, spans: Span[]): Promise<RunStats> 
             count(*) FILTER (WHERE estatus = 'listo' AND finish_reason = 'length')::int AS cut_short,
             coalesce(sum(seconds) FILTER (WHERE estatus = 'listo' AND finish_reason = 'length'), 0)::float8 AS cut_short_seconds,
             count(*) FILTER (WHERE finish_reason IN ${CUT_GENERATIONS})::int AS generations_cut,
-            coalesce(sum(seconds) FILTER (WHERE finish_reason IN ${CUT_GENERATIONS}), 0)::float8 AS generations_cut_seconds
+            coalesce(sum(seconds) FILTER (WHERE finish_reason IN ${CUT_GENERATIONS}), 0)::float8 AS generations_cut_seconds,
+            count(*) FILTER (WHERE finish_reason = 'truncated_input')::int AS truncated_inputs,
+            sum(server_tokens_out) FILTER (WHERE eval_seconds > 0)::float8 / nullif(sum(eval_seconds) FILTER (WHERE server_tokens_out IS NOT NULL), 0)
+              AS generation_tokens_per_second,
+            coalesce(sum(load_seconds), 0)::float8 AS load_seconds,
+            percentile_cont(0.5) WITHIN GROUP (ORDER BY prompt_eval_seconds + eval_seconds) FILTER (WHERE estatus = 'listo') AS median_server_seconds,
+            max(finished_at) AS last_finished_at
        FROM (${RUNS}) r
       WHERE ${IN_SPANS}`,
     spanParams(spans),
@@ -100,6 +117,11 @@ export async function runStats(db: Queryable, spans: Span[]): Promise<RunStats> 
     cutShortSeconds: r.cut_short_seconds,
     generationsCut: r.generations_cut,
     generationsCutSeconds: r.generations_cut_seconds,
+    truncatedInputs: r.truncated_inputs,
+    generationTokensPerSecond: r.generation_tokens_per_second,
+    loadSeconds: r.load_seconds,
+    medianServerSeconds: r.median_server_seconds,
+    lastFinishedAt: r.last_finished_at,
   };
 }
 

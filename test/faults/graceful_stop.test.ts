@@ -98,7 +98,7 @@ describe("SIGTERM during a 10 s LLM request", () => {
     assert.equal(after.failures, 0, "the interruption is not counted against the prompt");
     assert.equal(after.locked_by, null, "and its job is free for the next worker");
     assert.equal(after.run_at.getTime(), queued.run_at.getTime(), "it keeps its place in the queue");
-    assert.ok(worker.output.some((l) => l.includes(`prompt ${id} interrupted; it stays pendiente and runs again`)));
+    assert.ok(worker.output.some((l) => l.includes(`prompt ${id} interrupted; it stays pendiente, uncharged, in its place`)));
 
     llm.behaviour = () => ({});
     const restarted = start();

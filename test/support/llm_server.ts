@@ -44,6 +44,8 @@ export interface RecordedRequest {
   clientLeft: boolean;
   /** For a `loopTokens` reply: when the first token of the loop was written (Date.now()). */
   loopStartedAtMs: number | null;
+  /** What the request was: an answer to a prompt, Ollama's load or unload of the model, or a GET. */
+  kind: "generate" | "load" | "unload" | "get";
 }
 
 /** What to do with one generate request. Anything left out gets the normal answer. */
@@ -109,6 +111,21 @@ export function wordTokens(text: string): string[] {
 /** Which OpenAI-compatible server the /v1 stream imitates. */
 export type OpenAiFlavour = "llama.cpp" | "vllm";
 
+/**
+ * What an Ollama does with a prompt longer than its context (num_ctx, or its default):
+ * - "none": it has room for everything (the default here);
+ * - "trim": it keeps num_ctx tokens, answers 200, and reports prompt_eval_count = num_ctx,
+ *   ignoring truncate: false (Ollama before 0.12.6);
+ * - "trim_half": it keeps num_ctx/2 + 2 (some models, ollama#17889);
+ * - "honour_truncate": with truncate: false it answers 400, otherwise it trims (0.12.6 and later).
+ */
+export type OllamaTruncation = "none" | "trim" | "trim_half" | "honour_truncate";
+
+/** The server's own token count of a text: about four characters a token, as real tokenizers do for prose. */
+export function serverTokens(text: string): number {
+  return Math.ceil(text.length / 4);
+}
+
 export class FakeLlm {
   readonly requests: RecordedRequest[] = [];
   inFlight = 0;
@@ -122,6 +139,23 @@ export class FakeLlm {
   openaiFlavour: OpenAiFlavour = "llama.cpp";
   /** llama-server sends a `:` comment after this much silence in a stream (its --sse-ping-interval, 30 s). */
   pingSeconds = 30;
+  /** Ollama's context when a request sets no num_ctx. */
+  ollamaDefaultContext = 131_072;
+  /** What Ollama does with a prompt longer than the context. */
+  ollamaTruncation: OllamaTruncation = "none";
+  /** Ollama before 0.4: a prompt seen before reports only what was not in its cache (1 token). */
+  promptCache = false;
+  private readonly seenPrompts = new Set<string>();
+  /** How long Ollama's load of the model takes, and whether it fails (out of memory). */
+  loadDelayMs = 0;
+  loadFails = false;
+  /** The model Ollama has loaded, with the context it was loaded with; null when none. */
+  loaded: { model: string; context: number } | null = null;
+  /**
+   * llama-server: answers any model name, and reports its own (the model file's
+   * path when no --alias is set), which is also the one name /v1/models lists.
+   */
+  anyModelAs: string | null = null;
   private server: http.Server | null = null;
   private readonly sockets = new Set<Socket>();
   private waiters: (() => void)[] = [];
@@ -146,8 +180,13 @@ export class FakeLlm {
     return `${this.origin}/v1`;
   }
 
-  /** Only the generate calls (not health probes). */
+  /** Only the answers to prompts (not health probes, nor the model's loads and unloads). */
   get generateRequests(): RecordedRequest[] {
+    return this.requests.filter((r) => r.kind === "generate");
+  }
+
+  /** Every POST, in order: prompts and the model's loads and unloads. */
+  get posts(): RecordedRequest[] {
     return this.requests.filter((r) => r.method === "POST");
   }
 
@@ -243,6 +282,7 @@ export class FakeLlm {
       tokensStreamed: 0,
       clientLeft: false,
       loopStartedAtMs: null,
+      kind: req.method === "GET" ? "get" : "generate",
     };
     this.requests.push(record);
     let ended = false;
@@ -257,8 +297,14 @@ export class FakeLlm {
     if (req.method === "GET") {
       if (path === "/api/version") return json(res, 200, { version: "0.12.6" }, done);
       if (path === "/api/tags") return json(res, 200, { models: [...this.models].map((name) => ({ name, model: name })) }, done);
+      if (path === "/api/ps") {
+        const loaded = this.loaded;
+        const models = loaded ? [{ name: loaded.model, model: loaded.model, size_vram: 1, context_length: loaded.context }] : [];
+        return json(res, 200, { models }, done);
+      }
       if (path === "/v1/models") {
-        const data = [...this.models].map((id) => ({ id, object: "model", created: 1_700_000_000, owned_by: "library" }));
+        const ids = this.anyModelAs !== null ? [this.anyModelAs] : [...this.models];
+        const data = ids.map((id) => ({ id, object: "model", created: 1_700_000_000, owned_by: this.anyModelAs !== null ? "llamacpp" : "library" }));
         return json(res, 200, { object: "list", data }, done);
       }
       return plain(res, 404, "404 page not found", done);
@@ -278,7 +324,8 @@ export class FakeLlm {
     if (openai && this.apiKey !== null && req.headers.authorization !== `Bearer ${this.apiKey}`) {
       return json(res, 401, openaiError("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"), done);
     }
-    if (!this.models.has(body.model)) {
+    if (openai && this.anyModelAs !== null) body.model = this.anyModelAs;
+    else if (!this.models.has(body.model)) {
       return openai
         ? json(res, 404, openaiError(`The model \`${body.model}\` does not exist.`, "NotFoundError", 404), done)
         : json(res, 404, { error: `model '${body.model}' not found` }, done);
@@ -288,6 +335,18 @@ export class FakeLlm {
         return json(res, 400, openaiError("'messages' is a required property", "invalid_request_error"), done);
       }
       record.prompt = [...body.messages].reverse().find((m: any) => m.role === "user")?.content ?? null;
+    } else if (ollamaGenerate && (body.prompt === undefined || body.prompt === "")) {
+      // Ollama's load (or, with keep_alive 0, unload) of the model: one JSON reply, never a stream.
+      const unload = body.keep_alive === 0;
+      record.kind = unload ? "unload" : "load";
+      if (unload) {
+        this.loaded = null;
+        return json(res, 200, { model: body.model, created_at: new Date().toISOString(), response: "", done: true, done_reason: "unload" }, done);
+      }
+      if (this.loadDelayMs) await sleep(this.loadDelayMs);
+      if (this.loadFails) return json(res, 500, { error: "model requires more system memory (5.5 GiB) than is available (1.2 GiB)" }, done);
+      this.loaded = { model: body.model, context: body.options?.num_ctx ?? this.ollamaDefaultContext };
+      return json(res, 200, { model: body.model, created_at: new Date().toISOString(), response: "", done: true, done_reason: "load" }, done);
     } else if (ollamaGenerate) {
       if (typeof body.prompt !== "string") return json(res, 400, { error: "prompt must be a string" }, done);
       record.prompt = body.prompt;
@@ -337,7 +396,21 @@ export class FakeLlm {
       return;
     }
     const text = reply.text ?? defaultAnswer(record.prompt ?? "");
-    const promptTokens = (record.prompt ?? "").split(/\s+/).filter(Boolean).length;
+    let promptTokens = serverTokens(record.prompt ?? "");
+    if (!openai) {
+      // What Ollama reads of the prompt, under its context and its truncation (see OllamaTruncation).
+      const context = body.options?.num_ctx ?? this.ollamaDefaultContext;
+      if (this.loaded === null || this.loaded.model !== body.model || this.loaded.context !== context) this.loaded = { model: body.model, context };
+      if (promptTokens > context) {
+        if (this.ollamaTruncation === "honour_truncate" && body.truncate === false) {
+          return json(res, 400, { error: "the input length exceeds the context length" }, done);
+        }
+        if (this.ollamaTruncation === "trim" || this.ollamaTruncation === "honour_truncate") promptTokens = context;
+        if (this.ollamaTruncation === "trim_half") promptTokens = Math.floor(context / 2) + 2;
+      }
+      if (this.promptCache && this.seenPrompts.has(record.prompt ?? "")) promptTokens = 1;
+      this.seenPrompts.add(record.prompt ?? "");
+    }
     if (reply.streamBytes !== undefined) return floodBody(res, record, kind, body.model, reply.streamBytes);
     if (stream) {
       const wire = new Wire(kind, body.model, promptTokens, body.stream_options?.include_usage === true);

@@ -1,0 +1,32 @@
+/**
+ * Keeps fila_llm_servers up to date with what this worker sees of its LLM
+ * server (the outage breaker's changes of state, the model's loads and
+ * releases), so that `fila-llm status` can say why nothing runs. Writes only
+ * on a change, never per prompt, and never holds a prompt up: a failed write
+ * is logged at debug and the next change writes again.
+ */
+import type { Queryable } from "../sql/queryable";
+import { recordModelLoad, recordServerState, type ServerState } from "../sql/servers";
+import { logger } from "../log";
+import type { BreakerState } from "./outage_breaker";
+import type { ResidencyEvents } from "./model_residency";
+
+const log = logger("llm");
+
+const FOR_BREAKER: Record<BreakerState, ServerState> = { up: "answering", unavailable: "outage", misconfigured: "misconfigured" };
+
+export function serverStateRecorder(db: Queryable, server: string): { breakerChanged(state: BreakerState, reason: string | null): void; residency: ResidencyEvents } {
+  // One write at a time, in order: a later state must not be overwritten by an earlier one.
+  let last: Promise<void> = Promise.resolve();
+  const write = (what: string, query: () => Promise<void>) => {
+    last = last.then(query).catch((error) => log.debug(`could not record the LLM server's state (${what})`, { error: (error as Error).message }));
+  };
+  return {
+    breakerChanged: (state, reason) => write(state, () => recordServerState(db, server, FOR_BREAKER[state], reason)),
+    residency: {
+      loading: () => write("loading", () => recordServerState(db, server, "loading", null)),
+      loaded: (seconds) => write("loaded", () => recordModelLoad(db, server, seconds)),
+      released: (reason) => write("released", () => recordServerState(db, server, "released", reason)),
+    },
+  };
+}
