@@ -87,6 +87,40 @@ describe("status", () => {
     assert.match(text, /2 answers cut short by a token limit \(listo, finish_reason length; 1 min\) · 2 generations cut \(loop, stall, timeout or size; 2 min of LLM time\)/);
   });
 
+  test("last night shows the server's own generation speed, the load time, the prompts too long for the context, and how long it ran past its end", async () => {
+    // 400 and 600 server tokens in 4 s and 6 s of generation: 100 tokens/s, whatever tiktoken counted.
+    await seedRun(db.pool, { estatus: "listo", finishedAt: "2026-11-27T07:05:00Z", seconds: 6, tokensOut: 200, serverTokensOut: 400, loadSeconds: 3, promptEvalSeconds: 1, evalSeconds: 4 });
+    await seedRun(db.pool, { estatus: "listo", finishedAt: "2026-11-27T08:05:00Z", seconds: 8, tokensOut: 300, serverTokensOut: 600, loadSeconds: 0.01, promptEvalSeconds: 1, evalSeconds: 6 });
+    await seedRun(db.pool, { estatus: "error", finishedAt: "2026-11-27T09:00:00Z", seconds: 1, finishReason: "truncated_input", message: "the server trimmed the prompt" });
+    // The last one, started at 05:59 local, ended 06:04: four minutes past the end.
+    await seedRun(db.pool, { estatus: "listo", finishedAt: "2026-11-27T12:04:00Z", seconds: 300, tokensOut: 10 });
+    const s = await readStatus(db.pool, window, NOW);
+    assert.equal(s.lastNight.generationTokensPerSecond, 100);
+    assert.equal(Math.round(s.lastNight.loadSeconds * 100) / 100, 3.01);
+    assert.equal(s.lastNight.truncatedInputs, 1);
+    assert.equal(s.lastNight.overrunSeconds, 240);
+    const text = renderStatus(s);
+    assert.match(text, /generation speed 100\.0 tokens\/s \(the server's counts over its generation time\)/);
+    assert.match(text, /model load inside the runs 3\.0 s · ran 4 min past the window's end/);
+    assert.match(text, /1 prompts longer than the server's context \(truncated_input\)/);
+    // Tonight's estimate uses the server's own time per prompt (reading + generating: 5 s and 7 s).
+    await seedRun(db.pool, { estatus: "pendiente" });
+    const tonight = (await readStatus(db.pool, window, NOW)).tonight;
+    assert.deepEqual([tonight.basis, tonight.medianSeconds], ["server", 6]);
+  });
+
+  test("the LLM's state as the worker last saw it: an outage since when, with the reason, and the last model load", async () => {
+    await db.pool.query("DELETE FROM fila_llm_servers");
+    await db.pool.query(
+      `INSERT INTO fila_llm_servers (server, state, since, message, last_load_at, last_load_seconds)
+       VALUES ('http://gpu1:11434/', 'outage', '2026-11-28T08:13:00Z', 'cannot reach the LLM at http://gpu1:11434: ECONNREFUSED', '2026-11-28T07:00:05Z', 3.2)`,
+    );
+    const text = renderStatus(await readStatus(db.pool, window, NOW));
+    assert.match(text, /^LLM +http:\/\/gpu1:11434\/: DOWN \(an outage: prompts wait, none is marked error\) since 2026-11-28 02:13: cannot reach the LLM at http:\/\/gpu1:11434: ECONNREFUSED · last model load 3\.2 s at 2026-11-28 01:00$/m);
+    await db.pool.query("DELETE FROM fila_llm_servers");
+    assert.match(renderStatus(await readStatus(db.pool, window, NOW)), /^LLM +no worker has reported on the LLM yet$/m);
+  });
+
   test("the queue shows rows by estatus, the oldest pending row's age and the prompt being processed now", async () => {
     const { pending } = await seedNights();
     await db.pool.query(

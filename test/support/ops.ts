@@ -18,6 +18,11 @@ export interface SeededRun {
   attempts?: number;
   /** fila_llm_outcome.finish_reason: "stop", "length", "repetition", … */
   finishReason?: string;
+  /** What the server reported: its output tokens, and its timings in seconds. */
+  serverTokensOut?: number;
+  loadSeconds?: number;
+  promptEvalSeconds?: number;
+  evalSeconds?: number;
   /** fecha_in, as an instant; default now(). */
   insertedAt?: string;
   prompt?: string;
@@ -64,19 +69,25 @@ export async function seedRuns(pool: Pool, runs: SeededRun[]): Promise<number[]>
     ],
   );
   const outcomes = runs.flatMap((r, i) =>
-    r.message !== undefined || r.attempts !== undefined || r.finishReason !== undefined ? [{ id: ids[i], run: r }] : [],
+    r.message !== undefined || r.attempts !== undefined || r.finishReason !== undefined || r.evalSeconds !== undefined ? [{ id: ids[i], run: r }] : [],
   );
   if (outcomes.length > 0) {
     await pool.query(
-      `INSERT INTO fila_llm_outcome (prompt_id, estatus, error_message, attempts, finish_reason, finished_at)
-       SELECT prompt_id, estatus, error_message, attempts, finish_reason, now()
-         FROM unnest($1::int[], $2::text[], $3::text[], $4::int[], $5::text[]) AS o(prompt_id, estatus, error_message, attempts, finish_reason)`,
+      `INSERT INTO fila_llm_outcome (prompt_id, estatus, error_message, attempts, finish_reason, server_tokens_out,
+                                     load_seconds, prompt_eval_seconds, eval_seconds, finished_at)
+       SELECT prompt_id, estatus, error_message, attempts, finish_reason, server_tokens_out, load_seconds, prompt_eval_seconds, eval_seconds, now()
+         FROM unnest($1::int[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::numeric[], $8::numeric[], $9::numeric[])
+              AS o(prompt_id, estatus, error_message, attempts, finish_reason, server_tokens_out, load_seconds, prompt_eval_seconds, eval_seconds)`,
       [
         outcomes.map((o) => o.id),
         outcomes.map((o) => o.run.estatus),
         outcomes.map((o) => o.run.message ?? null),
         outcomes.map((o) => o.run.attempts ?? 1),
         outcomes.map((o) => o.run.finishReason ?? null),
+        outcomes.map((o) => o.run.serverTokensOut ?? null),
+        outcomes.map((o) => o.run.loadSeconds ?? null),
+        outcomes.map((o) => o.run.promptEvalSeconds ?? null),
+        outcomes.map((o) => o.run.evalSeconds ?? null),
       ],
     );
   }
