@@ -28,6 +28,8 @@ export interface ResidencyEvents {
   loading(): void;
   /** Loaded, in this many seconds. */
   loaded(seconds: number): void;
+  /** The first prompt of a night starts on a server that keeps its model loaded. */
+  inUse(): void;
   /** Unloaded (or, for a server that keeps its model, no longer in use). */
   released(reason: string): void;
 }
@@ -85,6 +87,8 @@ export class ModelResidency {
       const context = this.contextTokens === null ? "" : ` (context ${this.contextTokens.toLocaleString("en-US")} tokens)`;
       log.info(`model ${this.settings.model} loaded in ${seconds.toFixed(1)} s${context}; the first prompt starts now`, { loadSeconds: round2(seconds) });
       this.events.loaded(seconds);
+    } else {
+      this.events.inUse();
     }
     this.active = true;
     this.lastActivityMs = this.nowMs();

@@ -26,6 +26,7 @@ export function serverStateRecorder(db: Queryable, server: string): { breakerCha
     residency: {
       loading: () => write("loading", () => recordServerState(db, server, "loading", null)),
       loaded: (seconds) => write("loaded", () => recordModelLoad(db, server, seconds)),
+      inUse: () => write("in use", () => recordServerState(db, server, "answering", null)),
       released: (reason) => write("released", () => recordServerState(db, server, "released", reason)),
     },
   };
