@@ -1,4 +1,4 @@
-/** Queries on fila_llm_servers: what the worker last saw of each LLM server (migrations/0010). */
+/** Queries on fila_llm_servers: what the worker last saw of each LLM server (migrations/0013). */
 import type { Queryable } from "./queryable";
 
 export type ServerState = "answering" | "outage" | "misconfigured" | "loading" | "released";
