@@ -11,13 +11,11 @@
  *   loop at 20 tokens/s (the slowest rate the guard must handle within 10 s)
  *   and at 50 tokens/s, from the loop's first token to the client leaving.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import path from "node:path";
 import { parseConfig } from "../src/config";
 import { createLlmClient, LlmError } from "../src/llm/client";
 import { ollamaProtocol } from "../src/llm/protocols";
 import { RepetitionGuard } from "../src/llm/repetition_guard";
-import { projectRoot } from "../src/paths";
+import { readmeCorpus } from "../test/support/corpus";
 import { FakeLlm, wordTokens } from "../test/support/llm_server";
 import { referenceTokens } from "../test/support/tiktoken";
 import type { Check } from "./checks";
@@ -27,17 +25,7 @@ import { median, printTable } from "./table";
 const PASSES = 5;
 
 function corpusTokens(): string[] {
-  const files: string[] = [];
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir)) {
-      const full = path.join(dir, name);
-      const stat = statSync(full, { throwIfNoEntry: false });
-      if (stat?.isDirectory()) walk(full);
-      else if (stat?.isFile() && /^(readme|changelog)\.md$/i.test(name)) files.push(full);
-    }
-  };
-  walk(path.join(projectRoot, "node_modules"));
-  return files.sort().flatMap((f) => wordTokens(readFileSync(f, "utf8")));
+  return readmeCorpus().flatMap(({ text }) => wordTokens(text));
 }
 
 /** ns per line: read each NDJSON line with the stream reader, and with the guard too. */

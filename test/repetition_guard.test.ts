@@ -5,11 +5,9 @@
  * case: the client checks once per network read).
  */
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import path from "node:path";
 import { describe, test } from "node:test";
-import { projectRoot } from "../src/paths";
 import { loopSpanChars, MAX_BLOCK_CHARS, RepetitionGuard, type Loop } from "../src/llm/repetition_guard";
+import { readmeCorpus } from "./support/corpus";
 import { wordTokens } from "./support/llm_server";
 import { prng } from "./support/prng";
 import { referenceTokens } from "./support/tiktoken";
@@ -32,32 +30,16 @@ function looping(prefix: string, block: string, copies: number): { tokens: strin
   return { tokens: all, loopStart: head.length - 1 };
 }
 
-/** Every README.md and CHANGELOG.md under node_modules/, whatever their case. */
-function corpus(): string[] {
-  const found: string[] = [];
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir)) {
-      const full = path.join(dir, name);
-      const stat = statSync(full, { throwIfNoEntry: false });
-      if (stat?.isDirectory()) walk(full);
-      else if (stat?.isFile() && /^(readme|changelog)\.md$/i.test(name)) found.push(full);
-    }
-  };
-  walk(path.join(projectRoot, "node_modules"));
-  return found.sort();
-}
-
 describe("the repetition guard never cuts real text", () => {
   test("every README.md and CHANGELOG.md under node_modules/, streamed word by word: none is cut", () => {
-    const files = corpus();
+    const files = readmeCorpus();
     assert.ok(files.length >= 100, `a real corpus: ${files.length} files`);
     let characters = 0;
     const cut: string[] = [];
-    for (const file of files) {
-      const text = readFileSync(file, "utf8");
+    for (const { file, text } of files) {
       characters += text.length;
       const result = stream(wordTokens(text));
-      if (result) cut.push(`${path.relative(projectRoot, file)} at token ${result.cutAt}: ${JSON.stringify(result.loop.block.slice(0, 80))}`);
+      if (result) cut.push(`${file} at token ${result.cutAt}: ${JSON.stringify(result.loop.block.slice(0, 80))}`);
     }
     assert.deepEqual(cut, [], `cut ${cut.length} of ${files.length} files`);
     assert.ok(characters > 1_000_000, `${characters} characters streamed`);

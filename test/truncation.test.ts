@@ -5,11 +5,11 @@
  * server acting as each server does.
  */
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { contextRefusal, trimmedPrompt } from "../src/llm/truncation";
-import { createTestDatabase, insert, reset, type TestDatabase } from "./support/db";
-import { FakeLlm } from "./support/llm_server";
-import { eventually, startInProcessWorker, testEnv, type InProcessWorker } from "./support/worker";
+import { testBed } from "./support/bed";
+import { insert } from "./support/db";
+import { eventually, testEnv } from "./support/worker";
 
 describe("trimmedPrompt: did the server read the whole prompt?", () => {
   const cases: [string, Parameters<typeof trimmedPrompt>[0], boolean][] = [
@@ -59,36 +59,13 @@ describe("contextRefusal: each server's words for a prompt longer than its conte
 });
 
 describe("with a real worker", () => {
-  let db: TestDatabase;
-  let llm: FakeLlm;
-  let worker: InProcessWorker | null = null;
+  const bed = testBed();
   // About 15,000 tokens of prose: far more than a 4096-token context.
   const LONG_PROMPT = "Resume este capítulo de la tesis, con sus fechas, sus nombres y sus conclusiones principales. ".repeat(650).slice(0, 60_000);
 
-  before(async () => {
-    db = await createTestDatabase();
-    llm = await FakeLlm.start();
-  });
-  after(async () => {
-    await worker?.stop();
-    await llm.stop();
-    await db.drop();
-  });
-  beforeEach(async () => {
-    await worker?.stop();
-    worker = null;
-    await reset(db.pool);
-    llm.requests.length = 0;
-    llm.behaviour = () => ({});
-    llm.ollamaDefaultContext = 131_072;
-    llm.ollamaTruncation = "none";
-    llm.promptCache = false;
-    llm.loaded = null;
-  });
-
   async function outcome(id: number) {
     return eventually(async () => {
-      const { rows } = await db.pool.query(
+      const { rows } = await bed.db.pool.query(
         `SELECT a.estatus, a.respuesta, o.finish_reason, o.error_message, o.attempts FROM fila_llm_anahuac a
            LEFT JOIN fila_llm_outcome o ON o.prompt_id = a.id WHERE a.id = $1 AND a.estatus <> 'pendiente'`,
         [id],
@@ -98,62 +75,62 @@ describe("with a real worker", () => {
   }
 
   test("an Ollama that trims silently to 4096 tokens: the 60,000-character prompt ends error, truncated_input, with both sizes and the fix", async () => {
-    llm.ollamaDefaultContext = 4096;
-    llm.ollamaTruncation = "trim";
-    worker = await startInProcessWorker(db, testEnv(llm.origin));
-    const [id, short] = await insert(db.pool, LONG_PROMPT, "una pregunta corta");
+    bed.llm.ollamaDefaultContext = 4096;
+    bed.llm.ollamaTruncation = "trim";
+    await bed.start(testEnv(bed.llm.origin));
+    const [id, short] = await insert(bed.db.pool, LONG_PROMPT, "una pregunta corta");
     const row = await outcome(id);
     assert.equal(row.estatus, "error");
     assert.equal(row.finish_reason, "truncated_input");
     assert.match(row.error_message, /^the server trimmed the prompt: its context is 4,096 tokens and the prompt has about [\d,]+: set LLM_CONTEXT_TOKENS or shorten the prompt$/);
     assert.equal(row.attempts, 1);
-    assert.equal(llm.generateRequests.filter((r) => r.prompt === LONG_PROMPT).length, 1, "not retried");
+    assert.equal(bed.llm.generateRequests.filter((r) => r.prompt === LONG_PROMPT).length, 1, "not retried");
     assert.equal((await outcome(short)).estatus, "listo", "a prompt that fits is answered");
   });
 
   test("with LLM_CONTEXT_TOKENS=65536 the same prompt is listo, and every request carried num_ctx 65536", async () => {
-    llm.ollamaDefaultContext = 4096;
-    llm.ollamaTruncation = "trim";
-    worker = await startInProcessWorker(db, testEnv(llm.origin, { LLM_CONTEXT_TOKENS: "65536" }));
-    const [id] = await insert(db.pool, LONG_PROMPT);
+    bed.llm.ollamaDefaultContext = 4096;
+    bed.llm.ollamaTruncation = "trim";
+    await bed.start(testEnv(bed.llm.origin, { LLM_CONTEXT_TOKENS: "65536" }));
+    const [id] = await insert(bed.db.pool, LONG_PROMPT);
     const row = await outcome(id);
     assert.equal(row.estatus, "listo", row.error_message);
-    assert.ok(llm.posts.length >= 2, "the load and the prompt");
-    for (const post of llm.posts) assert.deepEqual(post.body.options, { num_ctx: 65536 }, `${post.kind} carried num_ctx`);
+    assert.ok(bed.llm.posts.length >= 2, "the load and the prompt");
+    for (const post of bed.llm.posts) assert.deepEqual(post.body.options, { num_ctx: 65536 }, `${post.kind} carried num_ctx`);
   });
 
   test("an Ollama that keeps num_ctx/2 + 2 tokens: truncated_input too", async () => {
-    llm.ollamaDefaultContext = 4096;
-    llm.ollamaTruncation = "trim_half";
-    worker = await startInProcessWorker(db, testEnv(llm.origin));
-    const [id] = await insert(db.pool, LONG_PROMPT.slice(0, 24_000));
+    bed.llm.ollamaDefaultContext = 4096;
+    bed.llm.ollamaTruncation = "trim_half";
+    await bed.start(testEnv(bed.llm.origin));
+    const [id] = await insert(bed.db.pool, LONG_PROMPT.slice(0, 24_000));
     const row = await outcome(id);
     assert.deepEqual([row.estatus, row.finish_reason], ["error", "truncated_input"]);
     assert.match(row.error_message, /it read 2,050/);
   });
 
   test("an Ollama that honours truncate: false answers 400, which is truncated_input with its words", async () => {
-    llm.ollamaDefaultContext = 4096;
-    llm.ollamaTruncation = "honour_truncate";
-    worker = await startInProcessWorker(db, testEnv(llm.origin));
-    const [id] = await insert(db.pool, LONG_PROMPT);
+    bed.llm.ollamaDefaultContext = 4096;
+    bed.llm.ollamaTruncation = "honour_truncate";
+    await bed.start(testEnv(bed.llm.origin));
+    const [id] = await insert(bed.db.pool, LONG_PROMPT);
     const row = await outcome(id);
     assert.deepEqual([row.estatus, row.finish_reason], ["error", "truncated_input"]);
     assert.equal(
       row.error_message,
       "the server refused the prompt: the prompt is longer than its context (the input length exceeds the context length): set LLM_CONTEXT_TOKENS or shorten the prompt",
     );
-    assert.equal(llm.generateRequests[0].body.truncate, false);
+    assert.equal(bed.llm.generateRequests[0].body.truncate, false);
   });
 
   test("a prompt cache hit (a repeated prompt reporting 1 token read) is not mistaken for a trim", async () => {
-    llm.ollamaDefaultContext = 8192;
-    llm.promptCache = true;
-    worker = await startInProcessWorker(db, testEnv(llm.origin));
+    bed.llm.ollamaDefaultContext = 8192;
+    bed.llm.promptCache = true;
+    await bed.start(testEnv(bed.llm.origin));
     const prompt = LONG_PROMPT.slice(0, 12_000);
-    const ids = await insert(db.pool, prompt, prompt);
+    const ids = await insert(bed.db.pool, prompt, prompt);
     assert.deepEqual([(await outcome(ids[0])).estatus, (await outcome(ids[1])).estatus], ["listo", "listo"]);
-    const { rows } = await db.pool.query("SELECT server_tokens_in FROM fila_llm_outcome WHERE prompt_id = ANY($1) ORDER BY prompt_id", [ids]);
+    const { rows } = await bed.db.pool.query("SELECT server_tokens_in FROM fila_llm_outcome WHERE prompt_id = ANY($1) ORDER BY prompt_id", [ids]);
     assert.deepEqual(rows.map((r) => r.server_tokens_in), [3000, 1], "the second one really was a cache hit");
   });
 
@@ -162,9 +139,9 @@ describe("with a real worker", () => {
     ["llama.cpp", 400, { error: { code: 400, message: "request (15000 tokens) exceeds the available context size (4096 tokens), try increasing it", type: "exceed_context_size_error", n_prompt_tokens: 15000, n_ctx: 4096 } }],
   ] as const) {
     test(`${server}'s 400 for a prompt longer than its context is truncated_input, with both sizes`, async () => {
-      llm.behaviour = () => ({ status, rawBody: JSON.stringify(body) });
-      worker = await startInProcessWorker(db, testEnv(llm.openaiBaseUrl, { LLM_PROVIDER: "openai" }));
-      const [id] = await insert(db.pool, LONG_PROMPT);
+      bed.llm.behaviour = () => ({ status, rawBody: JSON.stringify(body) });
+      await bed.start(testEnv(bed.llm.openaiBaseUrl, { LLM_PROVIDER: "openai" }));
+      const [id] = await insert(bed.db.pool, LONG_PROMPT);
       const row = await outcome(id);
       assert.deepEqual([row.estatus, row.finish_reason], ["error", "truncated_input"]);
       assert.match(row.error_message, /^the server refused the prompt: its context is 4,096 tokens and the prompt has 15,000 \(.+\): set LLM_CONTEXT_TOKENS or shorten the prompt$/);
@@ -172,12 +149,12 @@ describe("with a real worker", () => {
   }
 
   test("LM Studio's 200 with an error event is read as that error: truncated_input", async () => {
-    llm.behaviour = () => ({
+    bed.llm.behaviour = () => ({
       rawBody:
         'event: error\ndata: {"error":{"message":"Input does not fit in context length. The input has 15000 tokens, but the context length only supports 4096 tokens."}}\n\n',
     });
-    worker = await startInProcessWorker(db, testEnv(llm.openaiBaseUrl, { LLM_PROVIDER: "openai" }));
-    const [id] = await insert(db.pool, LONG_PROMPT);
+    await bed.start(testEnv(bed.llm.openaiBaseUrl, { LLM_PROVIDER: "openai" }));
+    const [id] = await insert(bed.db.pool, LONG_PROMPT);
     const row = await outcome(id);
     assert.deepEqual([row.estatus, row.finish_reason], ["error", "truncated_input"]);
     assert.match(row.error_message, /its context is 4,096 tokens and the prompt has 15,000/);

@@ -118,13 +118,7 @@ export function createLlmClient(settings: Config["llm"]): LlmClient {
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(timeoutMs),
     });
-    const raw = await readWhole(response.body);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
-      parsed = undefined;
-    }
+    const { raw, parsed } = await readJson(response.body);
     if (response.statusCode < 200 || response.statusCode >= 300) throw httpError(response.statusCode, parsed, raw, response.headers["retry-after"]);
     const message = protocol.errorMessage(parsed);
     if (message !== null) throw new LlmError("config", `the LLM answered 200 with an error: ${scrub(message)}`.slice(0, MAX_ERROR_MESSAGE_CHARS));
@@ -135,8 +129,8 @@ export function createLlmClient(settings: Config["llm"]): LlmClient {
   async function getJson(path: string): Promise<unknown | null> {
     try {
       const response = await probes.request({ path: basePath + path, method: "GET", headers, reset: true, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-      const raw = await readWhole(response.body);
-      return response.statusCode >= 200 && response.statusCode < 300 ? JSON.parse(raw) : null;
+      const { parsed } = await readJson(response.body);
+      return response.statusCode >= 200 && response.statusCode < 300 && parsed !== undefined ? parsed : null;
     } catch {
       return null;
     }
@@ -148,6 +142,16 @@ export function createLlmClient(settings: Config["llm"]): LlmClient {
     const e = error as { code?: string; message?: string; name?: string };
     if (e.name === "TimeoutError") return new LlmError("unavailable", `the LLM did not answer within LLM_TIMEOUT_SECONDS (${settings.timeoutSeconds} s)`);
     return new LlmError("unavailable", `cannot reach the LLM at ${base.origin}: ${`${e.code ?? e.name ?? "error"} ${e.message ?? ""}`.trim()}`);
+  }
+
+  /** A whole body, and its JSON value (undefined if it is not JSON). */
+  async function readJson(body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown }): Promise<{ raw: string; parsed: unknown }> {
+    const raw = await readWhole(body);
+    try {
+      return { raw, parsed: JSON.parse(raw) };
+    } catch {
+      return { raw, parsed: undefined };
+    }
   }
 
   async function isReachable(): Promise<boolean> {
@@ -188,13 +192,7 @@ export function createLlmClient(settings: Config["llm"]): LlmClient {
           response.body.destroy();
           throw tooLarge();
         }
-        const raw = await readWhole(response.body);
-        let body: unknown;
-        try {
-          body = JSON.parse(raw);
-        } catch {
-          body = undefined;
-        }
+        const { raw, parsed: body } = await readJson(response.body);
         if (status < 200 || status >= 300) throw httpError(status, body, raw, response.headers["retry-after"]);
         if (body === undefined) throw new LlmError("bad_response", `the LLM answered HTTP ${status} with a body that is not JSON (${raw.length} chars)`, status);
         // A server that did not stream (or a 200 whose body is an error, as LM Studio sends).

@@ -120,6 +120,16 @@ function llamaCppTimings(value: unknown): ServerTimings {
   return { loadSeconds: null, promptEvalSeconds: milliseconds(value.prompt_ms), evalSeconds: milliseconds(value.predicted_ms) };
 }
 
+/** push() and end() of a StreamReader, from its framing (lines or events) and what it makes of one. */
+function readerOf<T>(split: (chunk: Buffer) => T[], rest: () => T[], read: (item: T, deltas: Delta[]) => void): Pick<StreamReader, "push" | "end"> {
+  const deltasOf = (items: T[]) => {
+    const deltas: Delta[] = [];
+    for (const item of items) read(item, deltas);
+    return deltas;
+  };
+  return { push: (chunk) => deltasOf(split(chunk)), end: () => deltasOf(rest()) };
+}
+
 function parseJson(line: string): unknown {
   try {
     return JSON.parse(line);
@@ -217,17 +227,14 @@ export function ollamaProtocol(settings: LlmSettings): Protocol {
         if (value.done === true) done = final(value);
       };
       return {
-        push(chunk) {
-          const deltas: Delta[] = [];
-          for (const line of lines.push(chunk)) read(line, deltas);
-          return deltas;
-        },
-        end() {
-          const deltas: Delta[] = [];
-          const rest = lines.end();
-          if (rest !== null) read(rest, deltas);
-          return deltas;
-        },
+        ...readerOf(
+          (chunk) => lines.push(chunk),
+          () => {
+            const rest = lines.end();
+            return rest === null ? [] : [rest];
+          },
+          read,
+        ),
         final() {
           if (done === null) throw cutBeforeTheEnd();
           return done;
@@ -295,16 +302,7 @@ export function openaiProtocol(settings: LlmSettings): Protocol {
         }
       };
       return {
-        push(chunk) {
-          const deltas: Delta[] = [];
-          for (const event of events.push(chunk)) read(event, deltas);
-          return deltas;
-        },
-        end() {
-          const deltas: Delta[] = [];
-          for (const event of events.end()) read(event, deltas);
-          return deltas;
-        },
+        ...readerOf((chunk) => events.push(chunk), () => events.end(), read),
         final() {
           // [DONE] is not reliable (llama-server leaves it out after an error, Ollama's /v1
           // after a lost one); the finish_reason is what says the answer is whole.

@@ -164,6 +164,25 @@ export class FakeLlm {
 
   private constructor(public port: number) {}
 
+  /** Back to a plain server: no behaviour, no knob set, no request recorded (a test bed calls it before each test). */
+  reset(): void {
+    this.requests.length = 0;
+    this.maxInFlight = 0;
+    this.behaviour = () => ({});
+    this.models = new Set(["llama3.2", "test-model"]);
+    this.apiKey = null;
+    this.openaiFlavour = "llama.cpp";
+    this.pingSeconds = 30;
+    this.ollamaDefaultContext = 131_072;
+    this.ollamaTruncation = "none";
+    this.promptCache = false;
+    this.seenPrompts.clear();
+    this.loadDelayMs = 0;
+    this.loadFails = false;
+    this.loaded = null;
+    this.anyModelAs = null;
+  }
+
   /** Starts on 127.0.0.1, on `port` or a free one. */
   static async start(port = 0): Promise<FakeLlm> {
     const llm = new FakeLlm(port);
