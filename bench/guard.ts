@@ -57,7 +57,7 @@ interface LoopCase {
 
 /** Seconds and tokens from the loop's first token to the cut, with the real client. */
 async function timeToCut(llm: FakeLlm, loop: LoopCase, tokensPerSecond: number): Promise<{ seconds: number; tokens: number; message: string }> {
-  const client = createLlmClient(parseConfig({ LLM_MODEL: "test-model", LLM_BASE_URL: llm.origin }).llm);
+  const client = createLlmClient(parseConfig({ LLM_MODEL: "test-model" }).llm, llm.origin);
   llm.requests.length = 0;
   llm.behaviour = () => ({ tokens: loop.tokens, loopTokens: loop.loopTokens, tokenDelayMs: 1000 / tokensPerSecond });
   try {

@@ -14,7 +14,10 @@ export interface Config {
   databaseUrl: string | null;
   llm: {
     provider: LlmProvider;
-    baseUrl: string;
+    /** The servers, one lane each: the same provider and model behind every URL. */
+    baseUrls: string[];
+    /** How many requests one server may have in flight (a server that batches may take more than 1). */
+    concurrencyPerServer: number;
     model: string;
     apiKey: string | null;
     systemPrompt: string | null;
@@ -68,6 +71,9 @@ export const DEFAULTS = {
   // Far above any real answer, far below what would hurt the worker's memory.
   LLM_MAX_RESPONSE_BYTES: 8 * 1024 * 1024,
   LLM_OUTAGE_MAX_BACKOFF_SECONDS: 60,
+  // One request at a time is what a single self-hosted server answers fastest;
+  // a server that batches (vLLM, TGI, llama-server --parallel) may be given more.
+  LLM_CONCURRENCY_PER_SERVER: 1,
   // Ollama unloads a model 5 minutes after its last request by default; a
   // night's prompts and an outage's back-off (60 s) must not see it unload,
   // and the worker unloads it itself when the window ends.
@@ -118,18 +124,26 @@ function number(env: Env, name: string, opts: { min: number; max: number; intege
   return value;
 }
 
-function httpUrl(env: Env, name: string, fallback: string): string {
+// A machine's GPUs, or a rack's: far above any real list, far below a mistake's.
+const MAX_SERVERS = 64;
+
+/** A comma-separated list of http(s) URLs, each one server; no two the same. */
+function httpUrls(env: Env, name: string, fallback: string): string[] {
   const raw = text(env, name) ?? fallback;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new ConfigError(name, "an http:// or https:// URL", env[name]);
+  const expected = "an http:// or https:// URL, or several separated by commas (one per server)";
+  const urls = raw.split(",").map((part) => part.trim().replace(/\/+$/, ""));
+  for (const part of urls) {
+    let url: URL;
+    try {
+      url = new URL(part);
+    } catch {
+      throw new ConfigError(name, expected, env[name]);
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new ConfigError(name, expected, env[name]);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new ConfigError(name, "an http:// or https:// URL", env[name]);
-  }
-  return raw.replace(/\/+$/, "");
+  if (new Set(urls).size !== urls.length) throw new ConfigError(name, `${expected}, each once`, env[name]);
+  if (urls.length > MAX_SERVERS) throw new ConfigError(name, `at most ${MAX_SERVERS} servers`, env[name]);
+  return urls;
 }
 
 function timeZone(env: Env, name: string): string {
@@ -163,7 +177,7 @@ function clockTime(env: Env, name: string, fallback: string): number {
 /** Validates an environment into a Config; throws ConfigError naming the first bad variable. */
 export function parseConfig(env: Env): Config {
   const provider = oneOf(env, "LLM_PROVIDER", ["ollama", "openai"] as const, DEFAULTS.LLM_PROVIDER);
-  const baseUrl = httpUrl(env, "LLM_BASE_URL", provider === "ollama" ? DEFAULTS.OLLAMA_BASE_URL : DEFAULTS.OPENAI_BASE_URL);
+  const baseUrls = httpUrls(env, "LLM_BASE_URL", provider === "ollama" ? DEFAULTS.OLLAMA_BASE_URL : DEFAULTS.OPENAI_BASE_URL);
   const model = text(env, "LLM_MODEL") ?? (provider === "ollama" ? DEFAULTS.OLLAMA_MODEL : undefined);
   if (model === undefined) {
     throw new ConfigError("LLM_MODEL", "the model name the server serves (required when LLM_PROVIDER=openai)", env.LLM_MODEL);
@@ -203,7 +217,8 @@ export function parseConfig(env: Env): Config {
     databaseUrl,
     llm: {
       provider,
-      baseUrl,
+      baseUrls,
+      concurrencyPerServer: number(env, "LLM_CONCURRENCY_PER_SERVER", { min: 1, max: 64, integer: true }) ?? DEFAULTS.LLM_CONCURRENCY_PER_SERVER,
       model,
       apiKey: text(env, "LLM_API_KEY") ?? null,
       systemPrompt: text(env, "LLM_SYSTEM_PROMPT") ?? null,
@@ -254,6 +269,6 @@ export function describeConfig(config: Config): Record<string, unknown> {
   return {
     ...config,
     databaseUrl: config.databaseUrl === null ? "(embedded PostgreSQL)" : redactUrl(config.databaseUrl),
-    llm: { ...config.llm, baseUrl: redactUrl(config.llm.baseUrl), apiKey: config.llm.apiKey === null ? null : "***" },
+    llm: { ...config.llm, baseUrls: config.llm.baseUrls.map(redactUrl), apiKey: config.llm.apiKey === null ? null : "***" },
   };
 }

@@ -115,7 +115,7 @@ export async function runWorker(config: Config): Promise<void> {
   worker = await startWorker(config, db.pool, db.connectionString);
   log.info(`worker ready: prompts run one at a time, ${describeWindow(config.window)}`, {
     database: redactUrl(db.connectionString),
-    llm: `${config.llm.provider} ${redactUrl(config.llm.baseUrl)} model=${config.llm.model}`,
+    llm: `${config.llm.provider} ${config.llm.baseUrls.map(redactUrl).join(",")} model=${config.llm.model}`,
   });
   log.debug("configuration", describeConfig(config));
 

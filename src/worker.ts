@@ -71,8 +71,8 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   // Loaded now, once per process: start-up pays for it, not the first prompt.
   const tokens = getTokenCounter(config.tokenEncoding);
   await tokens.count("warm-up");
-  const llm = createLlmClient(config.llm);
-  const serverState = serverStateRecorder(pool, redactUrl(config.llm.baseUrl));
+  const llm = createLlmClient(config.llm, config.llm.baseUrls[0]);
+  const serverState = serverStateRecorder(pool, redactUrl(config.llm.baseUrls[0]));
   const breaker = new OutageBreaker(config.llm.outageMaxBackoffSeconds, Date.now, serverState.breakerChanged);
   const residency = new ModelResidency(llm, config.llm, serverState.residency);
   const session = new Session(connectionString);

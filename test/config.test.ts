@@ -10,7 +10,8 @@ describe("config", () => {
     const c = parseConfig({ WINDOW_TZ: "UTC" });
     assert.equal(c.databaseUrl, null);
     assert.equal(c.llm.provider, "ollama");
-    assert.equal(c.llm.baseUrl, "http://127.0.0.1:11434");
+    assert.deepEqual(c.llm.baseUrls, ["http://127.0.0.1:11434"]);
+    assert.equal(c.llm.concurrencyPerServer, 1);
     assert.equal(c.llm.model, DEFAULTS.OLLAMA_MODEL);
     assert.equal(c.llm.timeoutSeconds, 900);
     assert.equal(c.llm.maxAttempts, 5);
@@ -50,8 +51,17 @@ describe("config", () => {
 
   test("the openai provider defaults to a /v1 base URL and requires LLM_MODEL", () => {
     const c = parseConfig({ LLM_PROVIDER: "openai", LLM_MODEL: "qwen2.5", LLM_BASE_URL: "http://10.0.0.5:8000/v1/" });
-    assert.equal(c.llm.baseUrl, "http://10.0.0.5:8000/v1");
-    assert.equal(parseConfig({ LLM_PROVIDER: "openai", LLM_MODEL: "m" }).llm.baseUrl, "http://127.0.0.1:8000/v1");
+    assert.deepEqual(c.llm.baseUrls, ["http://10.0.0.5:8000/v1"]);
+    assert.deepEqual(parseConfig({ LLM_PROVIDER: "openai", LLM_MODEL: "m" }).llm.baseUrls, ["http://127.0.0.1:8000/v1"]);
+  });
+
+  test("LLM_BASE_URL takes several servers, one lane each, and LLM_CONCURRENCY_PER_SERVER their concurrency", () => {
+    const c = parseConfig({ LLM_BASE_URL: "http://gpu1:11434, http://gpu2:11434/ ,http://gpu3:11434", LLM_CONCURRENCY_PER_SERVER: "4" });
+    assert.deepEqual(c.llm.baseUrls, ["http://gpu1:11434", "http://gpu2:11434", "http://gpu3:11434"]);
+    assert.equal(c.llm.concurrencyPerServer, 4);
+    assert.throws(() => parseConfig({ LLM_BASE_URL: "http://gpu1:11434,http://gpu1:11434" }), /LLM_BASE_URL must be .*each once/);
+    assert.throws(() => parseConfig({ LLM_BASE_URL: "http://gpu1:11434,gpu2:11434" }), /LLM_BASE_URL must be an http:\/\/ or https:\/\/ URL, or several separated by commas/);
+    assert.throws(() => parseConfig({ LLM_CONCURRENCY_PER_SERVER: "0" }), /LLM_CONCURRENCY_PER_SERVER must be an integer from 1 to 64/);
   });
 
   test("describeConfig masks the database password and the API key", () => {

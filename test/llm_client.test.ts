@@ -28,7 +28,8 @@ beforeEach(() => {
 });
 
 function client(env: Record<string, string>): LlmClient {
-  const c = createLlmClient(parseConfig({ LLM_MODEL: "test-model", ...env }).llm);
+  const settings = parseConfig({ LLM_MODEL: "test-model", ...env }).llm;
+  const c = createLlmClient(settings, settings.baseUrls[0]);
   clients.push(c);
   return c;
 }

@@ -58,15 +58,15 @@ const MAX_ERROR_MESSAGE_CHARS = 500;
 // The longest repeated block a message quotes in full.
 const QUOTED_BLOCK_CHARS = 60;
 
-/** Builds the client for LLM_PROVIDER, with its own connection pools. */
-export function createLlmClient(settings: Config["llm"]): LlmClient {
+/** Builds the client of one server (one of LLM_BASE_URL's), for LLM_PROVIDER, with its own connection pools. */
+export function createLlmClient(settings: Config["llm"], baseUrl: string): LlmClient {
   const protocol: Protocol = settings.provider === "ollama" ? ollamaProtocol(settings) : openaiProtocol(settings);
-  const base = new URL(settings.baseUrl);
+  const base = new URL(baseUrl);
   const basePath = base.pathname.replace(/\/+$/, "");
   const timeoutMs = settings.timeoutSeconds * 1000;
   const calls = new Pool(base.origin, {
-    // Prompts go one at a time, so one kept-alive connection serves every call.
-    connections: 1,
+    // A server gets at most LLM_CONCURRENCY_PER_SERVER calls at once, each on a kept-alive connection.
+    connections: settings.concurrencyPerServer,
     // undici's own 300 s header/body timeouts would cut a long generation
     // short; the call's own guards (below) decide instead.
     headersTimeout: timeoutMs,
