@@ -100,9 +100,9 @@ export async function waitUntil(check: () => boolean | Promise<boolean>, timeout
   }
 }
 
-/** Completed generate requests, in order of arrival. */
+/** Completed answers to prompts (not the model's load or unload), in order of arrival. */
 export function completedGenerates(llm: FakeLlm): RecordedRequest[] {
-  return llm.requests.filter((r) => r.method === "POST" && r.endedAtHr !== null);
+  return llm.requests.filter((r) => r.kind === "generate" && r.endedAtHr !== null);
 }
 
 export interface DrainStats {
