@@ -264,6 +264,18 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** An LLM server's URL without credentials: its name in logs, lane locks and fila_llm_outcome.server. */
+export function serverName(url: string): string {
+  try {
+    const parsed = new URL(url);
+    parsed.username = "";
+    parsed.password = "";
+    return parsed.toString();
+  } catch {
+    return "<unparseable URL>";
+  }
+}
+
 /** The config as it may be logged: secrets masked. */
 export function describeConfig(config: Config): Record<string, unknown> {
   return {

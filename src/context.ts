@@ -4,20 +4,15 @@
  */
 import type { Config } from "./config";
 import type { Gate } from "./gate";
-import type { LlmClient } from "./llm/client";
-import type { ModelResidency } from "./llm/model_residency";
-import type { OutageBreaker } from "./llm/outage_breaker";
 import type { Session } from "./session";
 import type { TokenCounter } from "./tokens/index";
 
+/** What every task shares; what belongs to one LLM server is its lane's (src/lane.ts), which its runner's process_prompt is built with. */
 export interface AppContext {
   config: Config;
-  llm: LlmClient;
-  breaker: OutageBreaker;
   gate: Gate;
   session: Session;
   tokens: TokenCounter;
-  residency: ModelResidency;
 }
 
 let current: AppContext | null = null;

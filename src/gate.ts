@@ -1,18 +1,16 @@
 /**
- * May a prompt start now, in this process? graphile-worker asks before every
- * fetch through `forbiddenFlags`, and the task asks once more just before it
- * calls the LLM, so no request ever starts outside the window.
+ * May a prompt start now, on this lane, in this process? graphile-worker asks
+ * before every fetch through `forbiddenFlags`, and the task asks once more
+ * just before it calls the LLM, so no request ever starts outside the window.
  *
  * Yes only if all hold:
  * - this process is not shutting down;
- * - it is the leader (concurrency 1 across all worker processes);
- * - the LLM is not in an outage backoff;
- * - the operators have not paused the queue;
  * - the queue is open: inside the window or forced open, and not paused
- *   (src/queue_state.ts).
+ *   (src/queue_state.ts);
+ * - the lane's server is not in an outage back-off (src/lane.ts);
+ * - this process holds the lane (one holder per server across all processes).
  */
 import type { Pool } from "pg";
-import type { OutageBreaker } from "./llm/outage_breaker";
 import { logger } from "./log";
 import { queueState, type QueueState } from "./queue_state";
 import type { Session } from "./session";
@@ -26,29 +24,58 @@ const log = logger("gate");
 
 export type Clock = () => Date;
 
+/** What the gate needs of a lane (src/lane.ts). */
+export interface LaneGate {
+  /** The server's name, which names its lock. */
+  readonly server: string;
+  /** False while its server backs off after an outage (or is probed and still down). */
+  ready(): Promise<boolean>;
+}
+
 export class Gate {
   private shuttingDown = false;
   private control: ControlState = { paused: false, openUntil: null };
   private controlReadAtMs = -Infinity;
+  /** Wakes the slots that wait for the gate, at shutdown. */
+  private readonly wake = new Set<() => void>();
 
   constructor(
     private readonly opts: {
       window: WindowSpec;
       pool: Pool;
       session: Session;
-      breaker: OutageBreaker;
       clock: Clock;
       /** The flag of every process_prompt job (fila_llm_prompt_job_flag(), migrations/0008). */
       promptJobFlag: string;
+      /** How often a waiting slot looks again: WORKER_POLL_INTERVAL_MS. */
+      recheckMs: number;
     },
   ) {}
 
-  /** For graphile-worker: the flags to skip on this fetch. */
-  readonly forbiddenFlags = async (): Promise<string[]> => ((await this.mayStartPrompt()) ? [] : [this.opts.promptJobFlag]);
+  /**
+   * For graphile-worker's `forbiddenFlags`, on the runner of `lane`: waits
+   * until a prompt may start, then allows the fetch. A runner that fetched
+   * with the prompts' flag forbidden would walk past every waiting prompt to
+   * find none (0.2 s at 1,000,000 pending, on each poll of each process): so
+   * while the gate is shut the slot waits here, and asks nothing of the
+   * database but the control row (cached) and the lane lock (once a second).
+   * At shutdown it answers at once with the flag forbidden: the slot's last
+   * fetch then takes nothing, and the runner stops.
+   */
+  forbiddenFlagsFor(lane: LaneGate): () => Promise<string[]> {
+    return async () => {
+      for (;;) {
+        if (this.shuttingDown) return [this.opts.promptJobFlag];
+        if (await this.mayStartPrompt(lane)) return [];
+        await this.nap(this.opts.recheckMs);
+      }
+    };
+  }
 
-  /** Stop starting prompts (SIGTERM/SIGINT); the one in flight may finish. */
+  /** Stop starting prompts (SIGTERM/SIGINT); the ones in flight may finish. */
   beginShutdown(): void {
     this.shuttingDown = true;
+    for (const wake of this.wake) wake();
   }
 
   /** Is the queue open now: inside the window or forced open, and not paused? */
@@ -61,11 +88,23 @@ export class Gate {
     return queueState(this.opts.clock(), this.opts.window, await this.readControl());
   }
 
-  /** All the conditions above, for this process. */
-  async mayStartPrompt(): Promise<boolean> {
-    if (this.shuttingDown || this.opts.breaker.isBlocked()) return false;
-    if (!(await this.isOpen())) return false;
-    return this.opts.session.tryLead();
+  /** All the conditions above, for this lane in this process. */
+  async mayStartPrompt(lane: LaneGate): Promise<boolean> {
+    if (this.shuttingDown || !(await this.isOpen())) return false;
+    if (!(await lane.ready())) return false;
+    return this.opts.session.tryLead(lane.server);
+  }
+
+  private nap(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake.add(done);
+    });
   }
 
   private async readControl(): Promise<ControlState> {

@@ -12,6 +12,14 @@ const MIGRATIONS_DIR = path.join(projectRoot, "migrations");
 // Any fixed number works; it only has to be the same in every process.
 const MIGRATION_LOCK_KEY = 7_004_201;
 
+/**
+ * The graphile-worker queue of the housekeeping jobs (window_gate from the
+ * crontab, enqueue_prompts for bulk statements), apart from the prompts'
+ * graphile_worker so that the runner feeding the LLM never meets them, nor
+ * they the prompts (migrations/0014_housekeeping_queue.sql).
+ */
+export const HOUSEKEEPING_SCHEMA = "fila_llm_housekeeping";
+
 export interface MigrationFile {
   id: number;
   name: string;
@@ -26,8 +34,9 @@ export async function listMigrations(): Promise<MigrationFile[]> {
 
 /** Brings the database up to date; returns the names of the files it applied. */
 export async function migrate(pool: Pool): Promise<string[]> {
-  // Our trigger calls graphile_worker.add_jobs, so its schema comes first.
+  // Our triggers call graphile_worker.add_jobs and fila_llm_housekeeping.add_job, so their schemas come first.
   await runGraphileWorkerMigrations({ pgPool: pool, logger: undefined });
+  await runGraphileWorkerMigrations({ pgPool: pool, logger: undefined, schema: HOUSEKEEPING_SCHEMA });
   const applied: string[] = [];
   const client = await pool.connect();
   try {

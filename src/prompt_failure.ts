@@ -6,7 +6,7 @@
  */
 import type { JobHelpers } from "graphile-worker";
 import type { PoolClient } from "pg";
-import { appContext } from "./context";
+import type { Lane } from "./lane";
 import { needsServerFacts, SERVER_FAULT_DISTINCT_PROMPTS, type FailureDecision, type FailureFacts } from "./failure_policy";
 import type { LlmError } from "./llm/errors";
 import { logger } from "./log";
@@ -19,8 +19,8 @@ const log = logger("prompt");
 export type JobDatabase = <T>(what: string, query: (db: PoolClient) => Promise<T>) => Promise<T>;
 
 /** The facts the failure policy needs; the server is probed only when the decision depends on it. */
-export async function failureFacts(database: JobDatabase, id: number, failures: number, e: LlmError): Promise<FailureFacts> {
-  const { llm, breaker } = appContext();
+export async function failureFacts(lane: Lane, database: JobDatabase, id: number, failures: number, e: LlmError): Promise<FailureFacts> {
+  const { llm, breaker } = lane;
   const facts: FailureFacts = { error: e, failuresBefore: failures };
   if (!needsServerFacts(e)) return facts;
   facts.serverReachable = await llm.isReachable();
@@ -32,6 +32,7 @@ export async function failureFacts(database: JobDatabase, id: number, failures: 
 }
 
 export interface FailedCall {
+  lane: Lane;
   helpers: JobHelpers;
   database: JobDatabase;
   id: number;
@@ -47,7 +48,7 @@ export interface FailedCall {
 
 /** Carries out the policy's decision: the row, the job, the breaker and the log line. */
 export async function recordDecision(decision: FailureDecision, call: FailedCall): Promise<void> {
-  const { breaker, residency } = appContext();
+  const { breaker, residency } = call.lane;
   const { helpers, database, id, error: e, seconds } = call;
   switch (decision.action) {
     case "keep_place":

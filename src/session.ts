@@ -5,9 +5,11 @@
  *
  * - a liveness lock per graphile-worker pool id: "this pool is alive", so
  *   the reaper may free the jobs of a dead pool and never those of a live one;
- * - the leader lock: only its holder runs `process_prompt` jobs, which keeps
- *   concurrency at 1 across any number of worker processes without a named
- *   queue (named queues stall a poll interval between jobs on 0.17).
+ * - a lane lock per LLM server: only its holder runs that server's
+ *   `process_prompt` jobs, which keeps each server's requests in flight at
+ *   LLM_CONCURRENCY_PER_SERVER (1 by default) across any number of worker
+ *   processes, without a named queue (named queues stall a poll interval
+ *   between jobs on 0.17).
  */
 import { Client } from "pg";
 import { logger } from "./log";
@@ -17,18 +19,19 @@ const log = logger("session");
 // Advisory lock "classes" (the first int4 of the two-key form). Fixed numbers,
 // the same in every process; the reaper's query uses LIVENESS_LOCK_CLASS too.
 export const LIVENESS_LOCK_CLASS = 7_004_202;
-const LEADER_LOCK_CLASS = 7_004_203;
-const LEADER_LOCK_KEY = 1;
-// How often a follower asks for the leader lock; also the failover delay.
-const LEADER_RETRY_MS = 1_000;
+// The second key is hashtext(the server's URL without credentials), so every
+// process names a server's lane alike, whatever the order of LLM_BASE_URL.
+const LANE_LOCK_CLASS = 7_004_203;
+// How often a process asks for a lane it does not hold; also the failover delay.
+const LANE_RETRY_MS = 1_000;
 const RECONNECT_DELAY_MS = 1_000;
 
 export class Session {
   private client: Client | null = null;
-  private leader = false;
-  private lastLeaderAttemptMs = 0;
+  /** The lanes this session holds, each with the signal its calls stop on if the lock is lost. */
+  private readonly held = new Map<string, AbortController>();
+  private readonly lastAttemptMs = new Map<string, number>();
   private readonly poolIds = new Set<string>();
-  private leadership = new AbortController();
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
 
@@ -39,33 +42,32 @@ export class Session {
     await this.connect();
   }
 
-  /** True while this process holds the leader lock on a live connection. */
-  get isLeader(): boolean {
-    return this.leader;
+  /** True while this process holds the lane of `server` on a live connection. */
+  holds(server: string): boolean {
+    return this.held.has(server);
   }
 
-  /** Aborted when this process loses leadership (its session died): the call in flight must stop. */
-  get leadershipSignal(): AbortSignal {
-    return this.leadership.signal;
+  /** Aborted when this process loses the lane of `server` (its session died): the calls in flight there must stop. */
+  laneSignal(server: string): AbortSignal {
+    return this.held.get(server)?.signal ?? AbortSignal.abort(new Error("this process does not hold the lane"));
   }
 
-  /** Takes the leader lock if it is free; cheap to call before every fetch. */
-  async tryLead(): Promise<boolean> {
-    if (this.leader || !this.client) return this.leader;
+  /** Takes the lane of `server` if it is free; cheap to call before every fetch. */
+  async tryLead(server: string): Promise<boolean> {
+    if (this.held.has(server) || !this.client) return this.held.has(server);
     const now = Date.now();
-    if (now - this.lastLeaderAttemptMs < LEADER_RETRY_MS) return false;
-    this.lastLeaderAttemptMs = now;
+    if (now - (this.lastAttemptMs.get(server) ?? 0) < LANE_RETRY_MS) return false;
+    this.lastAttemptMs.set(server, now);
     try {
-      const { rows } = await this.client.query("SELECT pg_try_advisory_lock($1, $2) AS ok", [LEADER_LOCK_CLASS, LEADER_LOCK_KEY]);
-      if (rows[0].ok && !this.leader) {
-        this.leader = true;
-        this.leadership = new AbortController();
-        log.info("this process is now the leader: it runs the prompts");
+      const { rows } = await this.client.query("SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok", [LANE_LOCK_CLASS, server]);
+      if (rows[0].ok && !this.held.has(server)) {
+        this.held.set(server, new AbortController());
+        log.info(`this process now runs the prompts of ${server}`, { server });
       }
     } catch (error) {
-      log.warn("could not ask for the leader lock", { error: (error as Error).message });
+      log.warn("could not ask for a lane lock", { server, error: (error as Error).message });
     }
-    return this.leader;
+    return this.held.has(server);
   }
 
   /** The graphile-worker pools of this process: alive by definition, whatever the locks say. */
@@ -85,7 +87,7 @@ export class Session {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     const client = this.client;
     this.client = null;
-    this.leader = false;
+    this.held.clear();
     if (client) await client.end().catch(() => {});
   }
 
@@ -111,10 +113,10 @@ export class Session {
     if (this.client !== client) return;
     this.client = null;
     client.end().catch(() => {});
-    if (this.leader) {
-      log.warn("lost the database session and with it leadership; the prompt in flight is abandoned", { reason });
-      this.leader = false;
-      this.leadership.abort(new Error("leadership lost"));
+    if (this.held.size > 0) {
+      log.warn("lost the database session and with it its lanes; the prompts in flight are abandoned", { reason, lanes: [...this.held.keys()] });
+      for (const lane of this.held.values()) lane.abort(new Error("lane lost"));
+      this.held.clear();
     }
     if (!this.closed) this.scheduleReconnect();
   }

@@ -9,7 +9,7 @@ import { EMBEDDED_PORT, embeddedDataDir, embeddedDir, startEmbeddedPostgres, typ
 import { logger } from "./log";
 import { migrate } from "./migrate";
 import { describeWindow } from "./window";
-import { startWorker, type WorkerHandle } from "./worker";
+import { poolSize, startWorker, type WorkerHandle } from "./worker";
 
 const log = logger("fila-llm");
 
@@ -35,7 +35,7 @@ export async function openDatabase(config: Config, options: { callerStopsOnSigna
     embedded = await startEmbeddedPostgres(dir, EMBEDDED_PORT, options);
     connectionString = embedded.connectionString;
   }
-  const pool = createPool(connectionString);
+  const pool = createPool(connectionString, poolSize(config));
   return {
     pool,
     connectionString,
@@ -113,7 +113,9 @@ export async function runWorker(config: Config): Promise<void> {
   const applied = await migrate(db.pool);
   if (applied.length > 0) log.info(`applied migrations: ${applied.join(", ")}`);
   worker = await startWorker(config, db.pool, db.connectionString);
-  log.info(`worker ready: prompts run one at a time, ${describeWindow(config.window)}`, {
+  const lanes = config.llm.baseUrls.length;
+  const perServer = config.llm.concurrencyPerServer === 1 ? "one at a time" : `${config.llm.concurrencyPerServer} at a time`;
+  log.info(`worker ready: prompts run ${perServer}${lanes > 1 ? ` on each of ${lanes} servers` : ""}, ${describeWindow(config.window)}`, {
     database: redactUrl(db.connectionString),
     llm: `${config.llm.provider} ${config.llm.baseUrls.map(redactUrl).join(",")} model=${config.llm.model}`,
   });
@@ -123,16 +125,18 @@ export async function runWorker(config: Config): Promise<void> {
   // recover from (it could not mark a job done, say). A process without a
   // pool would sit idle all night: exit, so that pm2 starts a fresh one; the
   // reaper frees whatever job the old pool held.
-  worker.runner.promise.then(
-    () => {
-      if (stopping) return;
-      log.error("the worker pool stopped by itself; exiting so that pm2 restarts the worker");
-      process.exit(1);
-    },
-    (error) => {
-      if (stopping) return;
-      log.error("the worker pool failed; exiting so that pm2 restarts the worker", { error: String((error as Error)?.message ?? error) });
-      process.exit(1);
-    },
-  );
+  for (const runner of worker.runners) {
+    runner.promise.then(
+      () => {
+        if (stopping) return;
+        log.error("a worker pool stopped by itself; exiting so that pm2 restarts the worker");
+        process.exit(1);
+      },
+      (error) => {
+        if (stopping) return;
+        log.error("a worker pool failed; exiting so that pm2 restarts the worker", { error: String((error as Error)?.message ?? error) });
+        process.exit(1);
+      },
+    );
+  }
 }

@@ -1,27 +1,34 @@
 /**
- * Starts one worker process's graphile-worker runner with its gate, its
- * database session (leader and liveness locks) and the dead-pool reaper.
+ * Starts one worker process: its database session (lane and liveness locks),
+ * its gate, and its graphile-worker runners:
+ *
+ * - one runner per LLM server (a lane), on graphile_worker, that runs only
+ *   process_prompt, with LLM_CONCURRENCY_PER_SERVER slots, and only while this
+ *   process holds that server's lane;
+ * - one housekeeping runner, on the fila_llm_housekeeping queue, with the
+ *   crontab: window_gate and enqueue_prompts run there, never in a slot that
+ *   feeds an LLM;
+ *
+ * and, on timers, the dead-pool reaper and the model's release.
  */
 import { EventEmitter } from "node:events";
 import path from "node:path";
 import type { Pool } from "pg";
-import { run, type Runner, type WorkerEvents } from "graphile-worker";
+import { run, type Runner, type TaskList, type WorkerEvents } from "graphile-worker";
 import enqueuePrompts from "../tasks/enqueue_prompts";
 import processPrompt from "../tasks/process_prompt";
 import windowGate from "../tasks/window_gate";
 import { answersWritten } from "./answer_writer";
-import { redactUrl, type Config } from "./config";
+import type { Config } from "./config";
 import { setAppContext } from "./context";
+import { isDatabaseUnavailable } from "./db";
 import { Gate, type Clock } from "./gate";
-import { createLlmClient } from "./llm/client";
-import { ModelResidency } from "./llm/model_residency";
-import { OutageBreaker } from "./llm/outage_breaker";
-import { serverStateRecorder } from "./llm/server_state";
+import { Lane } from "./lane";
 import { graphileLogger, logger, registerSecret } from "./log";
+import { HOUSEKEEPING_SCHEMA } from "./migrate";
 import { projectRoot } from "./paths";
 import { Session } from "./session";
-import { isDatabaseUnavailable } from "./db";
-import { enqueueOrphans, freeOwnStaleJobs, readPromptJobFlag, reapDeadPools } from "./sql/jobs";
+import { enqueueOrphans, freeOwnStaleJobs, readPromptJobFlag, reapDeadPools, type JobQueue } from "./sql/jobs";
 import { getTokenCounter } from "./tokens/index";
 
 const log = logger("worker");
@@ -32,6 +39,9 @@ const REAP_INTERVAL_MS = 5_000;
 const RELEASE_CHECK_MS = 5_000;
 // Past the reaper's grace and two passes more: by then a lost completion's job has been freed.
 const LOST_COMPLETION_SEARCH_MS = 20_000;
+// The housekeeping runner's one slot: window_gate takes milliseconds, and a
+// bulk statement's jobs are added a batch at a time, so one is enough.
+const HOUSEKEEPING_CONCURRENCY = 1;
 
 /** The workers running in this process that can take on a lost completion. */
 const liveWorkers = new Set<{ completionLost(): void }>();
@@ -51,10 +61,22 @@ export function absorbDatabaseRejection(error: unknown): boolean {
   return true;
 }
 
+/**
+ * The connections one worker process needs at most: each runner's LISTEN
+ * connection and one per slot, the answer writer, the reaper, the gate's
+ * control read and the orphan repair.
+ */
+export function poolSize(config: Config): number {
+  const lanes = config.llm.baseUrls.length;
+  return 4 + (1 + HOUSEKEEPING_CONCURRENCY) + lanes * (1 + config.llm.concurrencyPerServer);
+}
+
 export interface WorkerHandle {
-  runner: Runner;
+  /** Every graphile-worker runner of this process: the lanes' and the housekeeping one. */
+  runners: Runner[];
+  lanes: Lane[];
   gate: Gate;
-  /** Stops taking prompts, lets the one in flight finish (within the grace), then stops. */
+  /** Stops taking prompts, lets the ones in flight finish (within the grace), then stops. */
   stop(): Promise<void>;
 }
 
@@ -65,58 +87,106 @@ export interface WorkerOptions {
   crontab?: string;
 }
 
+/** A graphile-worker runner whose pools hold liveness locks and whose running jobs are known (for lost completions). */
+interface RunnerSpec {
+  queue: JobQueue;
+  concurrency: number;
+  taskList: TaskList;
+  crontab: { crontab: string } | { crontabFile: string };
+  forbiddenFlags?: () => Promise<string[]>;
+}
+
 /** Starts the worker on an already-migrated database. */
 export async function startWorker(config: Config, pool: Pool, connectionString: string, options: WorkerOptions = {}): Promise<WorkerHandle> {
   registerSecret(config.llm.apiKey);
   // Loaded now, once per process: start-up pays for it, not the first prompt.
   const tokens = getTokenCounter(config.tokenEncoding);
   await tokens.count("warm-up");
-  const llm = createLlmClient(config.llm, config.llm.baseUrls[0]);
-  const serverState = serverStateRecorder(pool, redactUrl(config.llm.baseUrls[0]));
-  const breaker = new OutageBreaker(config.llm.outageMaxBackoffSeconds, Date.now, serverState.breakerChanged);
-  const residency = new ModelResidency(llm, config.llm, serverState.residency);
+  const lanes = config.llm.baseUrls.map((url) => new Lane(config.llm, url, pool));
   const session = new Session(connectionString);
   await session.start();
   const promptJobFlag = await readPromptJobFlag(pool);
-  const gate = new Gate({ window: config.window, pool, session, breaker, clock: options.clock ?? (() => new Date()), promptJobFlag });
-  setAppContext({ config, llm, breaker, gate, session, tokens, residency });
+  const gate = new Gate({ window: config.window, pool, session, clock: options.clock ?? (() => new Date()), promptJobFlag, recheckMs: config.pollIntervalMs });
+  setAppContext({ config, gate, session, tokens });
 
-  const events: WorkerEvents = new EventEmitter();
-  events.on("pool:create", ({ workerPool }) => {
-    session.holdPoolLock(workerPool.id).catch((error) => log.error("could not take the pool's liveness lock", { error: error.message }));
-  });
-  // The jobs a lost completion must not free: those whose task is running.
-  const runningJobIds = new Set<string>();
-  events.on("job:start", ({ job }) => runningJobIds.add(job.id));
-  events.on("job:complete", ({ job }) => runningJobIds.delete(job.id));
+  // The jobs a lost completion must not free, per queue: those whose task is running.
+  const running: Record<JobQueue, Set<string>> = { prompts: new Set(), housekeeping: new Set() };
+  const poolIds: Record<JobQueue, Set<string>> = { prompts: new Set(), housekeeping: new Set() };
   // When a completion was last lost; null when there is nothing to free.
   let completionLostAtMs: number | null = null;
   const live = { completionLost: () => (completionLostAtMs = Date.now()) };
 
-  const runner = await run({
-    pgPool: pool,
-    concurrency: 1,
-    noHandleSignals: true,
-    pollInterval: config.pollIntervalMs,
-    taskList: { process_prompt: processPrompt, window_gate: windowGate, enqueue_prompts: enqueuePrompts },
-    ...(options.crontab !== undefined ? { crontab: options.crontab } : { crontabFile: path.join(projectRoot, "crontab") }),
-    forbiddenFlags: gate.forbiddenFlags,
-    logger: graphileLogger(),
-    events,
-    preset: { worker: { gracefulShutdownAbortTimeout: config.shutdownGraceSeconds * 1000 } },
-  });
+  const startRunner = (spec: RunnerSpec): Promise<Runner> => {
+    const events: WorkerEvents = new EventEmitter();
+    events.on("pool:create", ({ workerPool }) => {
+      poolIds[spec.queue].add(workerPool.id);
+      session.holdPoolLock(workerPool.id).catch((error) => log.error("could not take the pool's liveness lock", { error: error.message }));
+    });
+    events.on("job:start", ({ job }) => running[spec.queue].add(job.id));
+    events.on("job:complete", ({ job }) => running[spec.queue].delete(job.id));
+    return run({
+      pgPool: pool,
+      ...(spec.queue === "housekeeping" ? { schema: HOUSEKEEPING_SCHEMA } : {}),
+      concurrency: spec.concurrency,
+      noHandleSignals: true,
+      pollInterval: config.pollIntervalMs,
+      taskList: spec.taskList,
+      ...spec.crontab,
+      ...(spec.forbiddenFlags ? { forbiddenFlags: spec.forbiddenFlags } : {}),
+      logger: graphileLogger(),
+      events,
+      preset: { worker: { gracefulShutdownAbortTimeout: config.shutdownGraceSeconds * 1000 } },
+    });
+  };
+
+  const runners: Runner[] = [];
+  const stopRunners = () => Promise.all(runners.map((r) => r.stop().catch((error) => log.warn("worker stopped with an error", { error: (error as Error).message }))));
+  try {
+    runners.push(
+      await startRunner({
+        queue: "housekeeping",
+        concurrency: HOUSEKEEPING_CONCURRENCY,
+        taskList: { window_gate: windowGate, enqueue_prompts: enqueuePrompts },
+        crontab: options.crontab !== undefined ? { crontab: options.crontab } : { crontabFile: path.join(projectRoot, "crontab") },
+      }),
+    );
+    for (const lane of lanes) {
+      runners.push(
+        await startRunner({
+          queue: "prompts",
+          concurrency: config.llm.concurrencyPerServer,
+          taskList: { process_prompt: processPrompt(lane) },
+          // Not the crontab: graphile-worker would otherwise read ./crontab for this runner too.
+          crontab: { crontab: "" },
+          forbiddenFlags: gate.forbiddenFlagsFor(lane),
+        }),
+      );
+    }
+  } catch (error) {
+    gate.beginShutdown();
+    await stopRunners();
+    await session.close();
+    await Promise.all(lanes.map((lane) => lane.close()));
+    throw error;
+  }
 
   const reap = async () => {
     try {
-      const pools = await reapDeadPools(pool, session.ownPoolIds);
-      if (pools.length > 0) log.warn(`freed the jobs of ${pools.length} dead worker pool(s); their prompts run again`, { pools });
+      for (const queue of ["prompts", "housekeeping"] as const) {
+        const pools = await reapDeadPools(pool, queue, session.ownPoolIds);
+        if (pools.length > 0) log.warn(`freed the jobs of ${pools.length} dead worker pool(s); they run again`, { pools, queue });
+      }
       if (completionLostAtMs !== null) {
         const lostAtMs = completionLostAtMs;
-        const jobs = await freeOwnStaleJobs(pool, session.ownPoolIds, [...runningJobIds]);
-        if (jobs.length > 0) log.warn(`freed ${jobs.length} job(s) whose completion was lost; they run again, and a prompt already answered is skipped`, { jobs });
+        let freed = 0;
+        for (const queue of ["prompts", "housekeeping"] as const) {
+          const jobs = await freeOwnStaleJobs(pool, queue, [...poolIds[queue]], [...running[queue]]);
+          if (jobs.length > 0) log.warn(`freed ${jobs.length} job(s) whose completion was lost; they run again, and a prompt already answered is skipped`, { jobs, queue });
+          freed += jobs.length;
+        }
         // A job whose completion was just lost is not old enough to free on the
         // first pass (freeOwnStaleJobs's grace); keep looking for a while.
-        if ((jobs.length > 0 || Date.now() - lostAtMs > LOST_COMPLETION_SEARCH_MS) && completionLostAtMs === lostAtMs) completionLostAtMs = null;
+        if ((freed > 0 || Date.now() - lostAtMs > LOST_COMPLETION_SEARCH_MS) && completionLostAtMs === lostAtMs) completionLostAtMs = null;
       }
     } catch (error) {
       log.debug("reaper could not run", { error: (error as Error).message });
@@ -131,11 +201,12 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   const reaper = setInterval(reap, REAP_INTERVAL_MS);
   reaper.unref();
   // At start-up, and later at each first prompt of a night.
-  void residency.checkModel();
+  for (const lane of lanes) void lane.residency.checkModel();
   const release = setInterval(() => {
     void (async () => {
       try {
-        await residency.releaseIfDone({ queueOpen: await gate.isOpen(), llmUp: breaker.current === "up" });
+        const queueOpen = await gate.isOpen();
+        for (const lane of lanes) await lane.residency.releaseIfDone({ queueOpen, llmUp: lane.breaker.current === "up" });
       } catch (error) {
         log.debug("could not check whether to release the model", { error: (error as Error).message });
       }
@@ -146,20 +217,21 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
 
   let stopping: Promise<void> | null = null;
   return {
-    runner,
+    runners,
+    lanes,
     gate,
     stop() {
       stopping ??= (async () => {
         gate.beginShutdown();
         clearInterval(reaper);
         clearInterval(release);
-        await runner.stop().catch((error) => log.warn("worker stopped with an error", { error: (error as Error).message }));
+        await stopRunners();
         await answersWritten();
         // Until here a lost completion is still absorbed: the job is freed by
         // the next start's reaper, once this process and its locks are gone.
         liveWorkers.delete(live);
         await session.close();
-        await llm.close().catch(() => {});
+        await Promise.all(lanes.map((lane) => lane.close()));
         setAppContext(null);
       })();
       return stopping;

@@ -1,6 +1,10 @@
 /**
  * process_prompt: answers one row of fila_llm_anahuac. Load, decide, call, record.
  *
+ * Each lane (one LLM server, src/lane.ts) has its own graphile-worker runner,
+ * so the executor is built per lane: `processPrompt(lane)` is what that
+ * runner's task list holds, and every call it makes goes to that server.
+ *
  * LLM failures never throw to graphile-worker: its attempt count and exp()
  * backoff (up to ~6 h) would spend attempts on outages and push retries past
  * the night. Instead the task gathers the facts of a failure, asks
@@ -17,6 +21,7 @@ import { decideFailure } from "../src/failure_policy";
 import { LlmError, type LlmAnswer } from "../src/llm/client";
 import { trimmedMessage, trimmedPrompt } from "../src/llm/truncation";
 import { logger } from "../src/log";
+import type { Lane } from "../src/lane";
 import { failureFacts, recordDecision, round2, type JobDatabase } from "../src/prompt_failure";
 import { requeuePrompt } from "../src/sql/jobs";
 import { loadPendingPrompt, recordFinalFailure, recordSuccess, type Failure } from "../src/sql/prompts";
@@ -57,14 +62,20 @@ function parsePayload(payload: unknown): { id: number; failures: number } | null
   return { id: p.id as number, failures };
 }
 
-const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
+/** The process_prompt executor of one lane's runner. */
+export default function processPrompt(lane: Lane): Task<"process_prompt"> {
+  return (payload, helpers) => answerPrompt(lane, payload, helpers);
+}
+
+async function answerPrompt(lane: Lane, payload: unknown, helpers: JobHelpers): Promise<void> {
   const parsed = parsePayload(payload);
   if (!parsed) {
     log.error("job skipped: payload must be {\"id\": <positive integer>}", { jobId: helpers.job.id, payload });
     return;
   }
   const { id, failures } = parsed;
-  const { config, llm, breaker, gate, session, tokens, residency } = appContext();
+  const { config, gate, session, tokens } = appContext();
+  const { llm, breaker, residency } = lane;
   const database = jobDatabase(helpers, id);
 
   const row = await database("loading the row", (db) => loadPendingPrompt(db, id));
@@ -82,16 +93,16 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
     return;
   }
   // The fetch was allowed a moment ago; the window may have closed since.
-  if (!(await gate.mayStartPrompt())) {
+  if (!(await gate.mayStartPrompt(lane))) {
     await database("putting it back", (db) => requeuePrompt(db, id, failures, helpers.job.run_at));
     log.debug(`prompt ${id} put back: the queue closed before its request`, { id });
     return;
   }
   const failed = async (error: unknown, seconds: number, startedAt: Date | null, interruptedBy?: string) => {
     const e = error instanceof LlmError ? error : new LlmError("unavailable", String((error as Error)?.message ?? error));
-    const decision = decideFailure(await failureFacts(database, id, failures, e), config.llm);
+    const decision = decideFailure(await failureFacts(lane, database, id, failures, e), config.llm);
     await recordDecision(decision, {
-      helpers, database, id, failuresBefore: failures, error: e, seconds, interruptedBy,
+      lane, helpers, database, id, failuresBefore: failures, error: e, seconds, interruptedBy,
       failure: (message, counted) => failure(message, counted, seconds, startedAt, e.kind, e),
     });
   };
@@ -106,7 +117,7 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
   const startedAt = new Date();
   const startedMs = performance.now();
   let answer: LlmAnswer;
-  const cancel = callSignals([helpers.abortSignal, session.leadershipSignal], config.windowEndPolicy === "cancel" ? gate : null);
+  const cancel = callSignals([helpers.abortSignal, session.laneSignal(lane.server)], config.windowEndPolicy === "cancel" ? gate : null);
   residency.promptStarted();
   try {
     answer = await llm.generate(row.prompt, cancel.signal);
@@ -151,6 +162,4 @@ const processPrompt: Task<"process_prompt"> = async (payload, helpers) => {
       log.warn(`prompt ${id} answered, but the row was no longer pendiente; the answer was not written`, { id });
     }
   });
-};
-
-export default processPrompt;
+}

@@ -41,15 +41,16 @@ describe("enqueue trigger", () => {
     assert.deepEqual(ids, Array.from({ length: 1000 }, (_, i) => i + 1));
   });
 
-  test("a bulk INSERT of 10,000 rows gets one enqueue_prompts job, which the worker turns into 10,000 jobs in id order, ahead of later inserts", async () => {
+  test("a bulk INSERT of 10,000 rows gets one enqueue_prompts job in the housekeeping queue; later statements join it, and the worker turns them all into jobs in id order", async () => {
     await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'prompt ' || g FROM generate_series(1, 10000) g");
     await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'second bulk ' || g FROM generate_series(1, 2000) g");
     await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('a later single insert')");
     const feed = await db.pool.query(
-      "SELECT payload FROM graphile_worker._private_jobs WHERE key = 'fila_llm_enqueue_prompts'",
+      "SELECT payload FROM fila_llm_housekeeping._private_jobs WHERE key = 'fila_llm_enqueue_prompts'",
     );
-    assert.deepEqual(feed.rows[0].payload.map((r: { from: number; to: number }) => [r.from, r.to]), [[1, 10000], [10001, 12000]]);
-    assert.deepEqual((await jobs()).map((j) => j.prompt_id), [12001]);
+    assert.equal(feed.rowCount, 1, "one enqueue_prompts job, in the housekeeping queue");
+    assert.deepEqual(feed.rows[0].payload.map((r: { from: number; to: number }) => [r.from, r.to]), [[1, 10000], [10001, 12000], [12001, 12001]]);
+    assert.deepEqual(await jobs(), [], "the later single insert waits behind the bulk rows inserted before it");
 
     // The gate stays closed (paused), so the worker only runs enqueue_prompts.
     await db.pool.query("UPDATE fila_llm_control SET paused = true");

@@ -160,9 +160,9 @@ describe("cancel and retry, with a real worker", () => {
 
 describe("window_gate's report of the night", () => {
   async function runGate(): Promise<void> {
-    await bed.db.pool.query("SELECT graphile_worker.add_job('window_gate')");
+    await bed.db.pool.query("SELECT fila_llm_housekeeping.add_job('window_gate')");
     await eventually(
-      async () => (await bed.db.pool.query("SELECT 1 FROM graphile_worker.jobs WHERE task_identifier = 'window_gate'")).rowCount === 0,
+      async () => (await bed.db.pool.query("SELECT 1 FROM fila_llm_housekeeping.jobs WHERE task_identifier = 'window_gate'")).rowCount === 0,
       5000,
       "the window_gate job",
     );

@@ -36,14 +36,14 @@ describe("two worker processes", () => {
     assert.equal(llm.maxInFlight, 1);
     assert.equal(llm.generateRequests.length, 40);
 
-    const leaderIndex = workers.findIndex((w) => w.output.some((l) => l.includes("now the leader")));
+    const leaderIndex = workers.findIndex((w) => w.output.some((l) => l.includes("now runs the prompts of")));
     assert.ok(leaderIndex >= 0, "one process says it leads");
-    assert.equal(workers.filter((w) => w.output.some((l) => l.includes("now the leader"))).length, 1);
+    assert.equal(workers.filter((w) => w.output.some((l) => l.includes("now runs the prompts of"))).length, 1);
     assert.equal(await workers[leaderIndex].stop("SIGTERM"), 0);
 
     await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'después ' || g FROM generate_series(1, 5) g");
     await eventually(allListo, 15_000, "the survivor to answer the rest");
-    assert.ok(workers[1 - leaderIndex].output.some((l) => l.includes("now the leader")));
+    assert.ok(workers[1 - leaderIndex].output.some((l) => l.includes("now runs the prompts of")));
     assert.equal(llm.maxInFlight, 1);
   });
 });

@@ -111,7 +111,7 @@ describe("the window, with a real worker", () => {
       setClock("2026-11-27T01:00:30Z");
       await new Promise((r) => setTimeout(r, 1100)); // the gate caches the control row for 1 s
       // graphile-worker's crontab would add these once a minute; add them directly.
-      await bed.db.pool.query("SELECT graphile_worker.add_job('window_gate'); SELECT graphile_worker.add_job('window_gate')");
+      await bed.db.pool.query("SELECT fila_llm_housekeeping.add_job('window_gate'); SELECT fila_llm_housekeeping.add_job('window_gate')");
       await eventually(async () => worker.logs.some((l) => /queue opened \(01:00–06:00 UTC\): \d+ prompts pending/.test(l)), 5000, "open log");
       await eventually(async () => (await statuses()).every((s) => s === "listo"), 10_000, "drain");
       assert.equal(worker.logs.filter((l) => l.includes("queue opened")).length, 1);

@@ -36,6 +36,7 @@ export interface ResidencyEvents {
 
 export class ModelResidency {
   private active = false;
+  private loading: Promise<void> | null = null;
   private running = 0;
   private lastActivityMs = Date.now();
   // A load that failed: its retries must not cover the misconfigured state with "loading".
@@ -65,6 +66,13 @@ export class ModelResidency {
    */
   async ensureLoaded(): Promise<void> {
     if (this.active) return;
+    // A server with several slots (LLM_CONCURRENCY_PER_SERVER) starts several
+    // prompts at once: they all wait for the one load.
+    this.loading ??= this.load().finally(() => (this.loading = null));
+    await this.loading;
+  }
+
+  private async load(): Promise<void> {
     if (this.llm.loads) {
       if (!this.loadFailed) {
         log.info(`loading model ${this.settings.model} before the first prompt (keep_alive ${this.settings.keepAliveSeconds} s)`);

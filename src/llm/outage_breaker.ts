@@ -24,6 +24,8 @@ export class OutageBreaker {
     private readonly nowMs: () => number = Date.now,
     /** Told of each change of state (not of each failure): the worker records it for `status`. */
     private readonly onChange: (state: BreakerState, reason: string | null) => void = () => {},
+    /** The server, for the log lines. */
+    private readonly server: string | null = null,
   ) {}
 
   /** True while backing off; no prompt may start. */
@@ -63,7 +65,7 @@ export class OutageBreaker {
   reportSuccess(): void {
     if (this.state !== "up") {
       const downSeconds = Math.round((this.nowMs() - this.downSinceMs) / 1000);
-      log.info(`LLM is answering again after ${downSeconds} s; prompts resume`, { downSeconds });
+      log.info(`LLM is answering again after ${downSeconds} s; prompts resume`, { downSeconds, ...this.serverField() });
       this.onChange("up", null);
     }
     this.state = "up";
@@ -80,6 +82,7 @@ export class OutageBreaker {
     log.debug(`LLM ${state}: no prompt starts for ${backoffSeconds} s (failure ${this.consecutiveFailures} in a row)`, {
       backoffSeconds,
       reason,
+      ...this.serverField(),
     });
     if (this.state === state) return;
     if (this.state === "up") this.downSinceMs = this.nowMs();
@@ -88,11 +91,17 @@ export class OutageBreaker {
     if (state === "unavailable") {
       log.warn(`LLM unavailable; prompts wait (none is marked error) and retry with backoff up to ${this.maxBackoffSeconds} s`, {
         reason,
+        ...this.serverField(),
       });
     } else {
       log.error(`LLM configuration fault; prompts wait until it is fixed (check LLM_BASE_URL, LLM_MODEL, LLM_API_KEY)`, {
         reason,
+        ...this.serverField(),
       });
     }
+  }
+
+  private serverField(): { server?: string } {
+    return this.server === null ? {} : { server: this.server };
   }
 }

@@ -4,8 +4,15 @@
  * the jobs of dead workers, and what is running now. A prompt's job itself
  * is defined once, in SQL (migrations/0008_prompt_job.sql).
  */
+import { HOUSEKEEPING_SCHEMA } from "../migrate";
 import { LIVENESS_LOCK_CLASS } from "../session";
 import type { Queryable } from "./queryable";
+
+/** The two graphile-worker queues: the prompts' (graphile_worker) and the housekeeping jobs' (src/migrate.ts). */
+export type JobQueue = "prompts" | "housekeeping";
+
+// Schema names are constants, never input: safe to write into the query text.
+const SCHEMA: Record<JobQueue, string> = { prompts: "graphile_worker", housekeeping: HOUSEKEEPING_SCHEMA };
 
 /** The flag every process_prompt job carries; the gate forbids it while the queue is closed. */
 export async function readPromptJobFlag(db: Queryable): Promise<string> {
@@ -33,25 +40,45 @@ export async function enqueueRange(db: Queryable, fromId: number, toId: number, 
   return rows[0].last;
 }
 
+// How many of the oldest pendiente rows the orphan repair looks at: far more
+// than the prompts in flight and in retry together, and a few milliseconds of
+// index probes whatever the backlog.
+export const ORPHAN_HEAD_ROWS = 1_000;
+
 /**
- * Re-enqueues 'pendiente' rows that have no live job: none with their key, or
- * only one that graphile-worker gave up on. Nothing may stay silently stuck.
- * Waits while a bulk statement's jobs are still being added (enqueue_prompts),
- * whose rows would look orphaned and lose their FIFO place.
+ * Re-enqueues 'pendiente' rows that have no live job (none with their key, or
+ * only one that graphile-worker gave up on), so that nothing stays silently
+ * stuck. It looks only at the queue's head, the ORPHAN_HEAD_ROWS oldest
+ * pendiente rows (the partial index on pending rows): a row that lost its job
+ * matters once every older row is done, and is then at the head; so the
+ * repair costs the same at 10,000,000 pending rows as at 10. An orphan goes
+ * back in at its insertion time (fecha_in), so it keeps its FIFO place.
+ * Waits while a bulk statement's jobs are still being added
+ * (enqueue_prompts), whose rows would look orphaned.
  */
-export async function enqueueOrphans(db: Queryable): Promise<number[]> {
+export async function enqueueOrphans(db: Queryable, headRows = ORPHAN_HEAD_ROWS): Promise<number[]> {
   const { rows } = await db.query(
-    `WITH orphans AS (
-       SELECT a.id FROM fila_llm_anahuac a
+    `WITH head AS (
+       SELECT a.id, a.fecha_in FROM fila_llm_anahuac a
         WHERE a.estatus = 'pendiente'
-          AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs j
-                           WHERE j.key = fila_llm_job_key(a.id) AND j.attempts < j.max_attempts)
-          AND NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs j
-                            JOIN graphile_worker._private_tasks t ON t.id = j.task_id
-                           WHERE t.identifier = 'enqueue_prompts' AND j.attempts < j.max_attempts))
-     SELECT array_agg(id ORDER BY id) AS ids, fila_llm_enqueue(array_agg(id ORDER BY id)) FROM orphans`,
+        ORDER BY a.id
+        LIMIT $1),
+     orphans AS (
+       SELECT h.id, coalesce(least(h.fecha_in AT TIME ZONE current_setting('TimeZone'), now()), now()) AS run_at
+         FROM head h
+        WHERE NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs j
+                           WHERE j.key = fila_llm_job_key(h.id) AND j.attempts < j.max_attempts)
+          AND NOT EXISTS (SELECT 1 FROM ${HOUSEKEEPING_SCHEMA}._private_jobs j WHERE j.key = 'fila_llm_enqueue_prompts')),
+     -- Rows of one statement share a fecha_in: one microsecond apart in id order, as when they were first enqueued.
+     spread AS (
+       SELECT id, run_at - (max(id) OVER (PARTITION BY run_at) - id) * interval '1 microsecond' AS run_at FROM orphans)
+     SELECT array_agg(id ORDER BY id) AS ids,
+            graphile_worker.add_jobs(array_agg(fila_llm_prompt_job(id, 0, run_at) ORDER BY id))
+       FROM spread
+     HAVING count(*) > 0`,
+    [headRows],
   );
-  return rows[0].ids ?? [];
+  return rows[0]?.ids ?? [];
 }
 
 export interface RunningPrompt {
@@ -79,17 +106,18 @@ export async function runningPrompts(db: Queryable): Promise<RunningPrompt[]> {
 const REAP_GRACE_SECONDS = 5;
 
 /**
- * Unlocks jobs locked by pools whose liveness lock is gone; returns those pool
- * ids. `ownPoolIds` are the caller's own pools: never reaped, even in the
- * moment after a database restart before the caller's session re-takes its locks.
+ * Unlocks the jobs of `queue` locked by pools whose liveness lock is gone;
+ * returns those pool ids. `ownPoolIds` are the caller's own pools: never
+ * reaped, even in the moment after a database restart before the caller's
+ * session re-takes its locks. Reads only locked jobs (the index of
+ * migrations/0014), whatever the backlog.
  */
-export async function reapDeadPools(db: Queryable, ownPoolIds: string[] = []): Promise<string[]> {
+export async function reapDeadPools(db: Queryable, queue: JobQueue, ownPoolIds: string[] = []): Promise<string[]> {
   const { rows } = await db.query(
     `WITH dead AS (
        SELECT DISTINCT j.locked_by
-         FROM graphile_worker._private_jobs j
-        WHERE j.locked_by IS NOT NULL
-          AND j.locked_at < now() - make_interval(secs => $2)
+         FROM ${SCHEMA[queue]}._private_jobs j
+        WHERE j.locked_at < now() - make_interval(secs => $2)
           AND j.locked_by <> ALL($3::text[])
           AND NOT EXISTS (
                 SELECT 1 FROM pg_locks l
@@ -98,7 +126,7 @@ export async function reapDeadPools(db: Queryable, ownPoolIds: string[] = []): P
                    AND l.classid = $1::int::oid
                    AND l.objid::bigint = (hashtext(j.locked_by)::bigint & 4294967295)
                    AND l.objsubid = 2))
-     SELECT array_agg(locked_by) AS pools, graphile_worker.force_unlock_workers(array_agg(locked_by))
+     SELECT array_agg(locked_by) AS pools, ${SCHEMA[queue]}.force_unlock_workers(array_agg(locked_by))
        FROM dead HAVING count(*) > 0`,
     [LIVENESS_LOCK_CLASS, REAP_GRACE_SECONDS, ownPoolIds],
   );
@@ -106,18 +134,19 @@ export async function reapDeadPools(db: Queryable, ownPoolIds: string[] = []): P
 }
 
 /**
- * Unlocks the jobs that the caller's own pools still hold but no longer run:
- * what a lost completion leaves behind (see absorbDatabaseRejection in
- * worker.ts). graphile-worker has no public function that frees one job of a
- * live pool (force_unlock_workers frees them all, the one running included),
- * hence the direct UPDATE. A job locked less than REAP_GRACE_SECONDS ago may be
- * one just fetched and not yet started, so it is left alone.
+ * Unlocks the jobs of `queue` that the caller's own pools still hold but no
+ * longer run: what a lost completion leaves behind (see
+ * absorbDatabaseRejection in worker.ts). graphile-worker has no public
+ * function that frees one job of a live pool (force_unlock_workers frees them
+ * all, the one running included), hence the direct UPDATE. A job locked less
+ * than REAP_GRACE_SECONDS ago may be one just fetched and not yet started, so
+ * it is left alone.
  */
-export async function freeOwnStaleJobs(db: Queryable, ownPoolIds: string[], runningJobIds: string[]): Promise<string[]> {
+export async function freeOwnStaleJobs(db: Queryable, queue: JobQueue, ownPoolIds: string[], runningJobIds: string[]): Promise<string[]> {
   const { rows } = await db.query(
-    `UPDATE graphile_worker._private_jobs SET locked_by = NULL, locked_at = NULL
-      WHERE locked_by = ANY($1::text[])
-        AND locked_at < now() - make_interval(secs => $2)
+    `UPDATE ${SCHEMA[queue]}._private_jobs SET locked_by = NULL, locked_at = NULL
+      WHERE locked_at < now() - make_interval(secs => $2)
+        AND locked_by = ANY($1::text[])
         AND id <> ALL($3::bigint[])
      RETURNING id::text AS id`,
     [ownPoolIds, REAP_GRACE_SECONDS, runningJobIds],

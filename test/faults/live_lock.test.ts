@@ -56,7 +56,7 @@ describe("two workers and the reaper", () => {
     const deadline = longCall.startedAtMs + 9_000;
     while (Date.now() < deadline) {
       // The test process reaps too, as any third process could; it never frees the live pool.
-      reapedByTest = reapedByTest.concat(await reapDeadPools(db.pool));
+      reapedByTest = reapedByTest.concat(await reapDeadPools(db.pool, "prompts"));
       samples.push(await lockOf(live));
       await new Promise((r) => setTimeout(r, 500));
     }

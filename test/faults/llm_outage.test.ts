@@ -45,7 +45,7 @@ describe("the LLM server down inside the window", () => {
     });
     await worker.waitFor(/worker ready/);
     // Its one-time start-up lines are out of the way before the outage begins.
-    await worker.waitFor(/now the leader/);
+    await worker.waitFor(/now runs the prompts of/);
     await llm.stop();
     const downAt = Date.now();
     // Lines are told apart by position, not by their millisecond timestamps,

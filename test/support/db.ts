@@ -150,6 +150,7 @@ export async function createTestDatabase(options: { migrated?: boolean } = {}): 
 export async function reset(db: Queryable): Promise<void> {
   await db.query(
     `DELETE FROM graphile_worker._private_jobs;
+     DELETE FROM fila_llm_housekeeping._private_jobs;
      TRUNCATE fila_llm_anahuac, fila_llm_outcome RESTART IDENTITY;
      UPDATE fila_llm_control SET paused = false, open_until = NULL, window_open = NULL, window_changed_at = NULL, progress_logged_at = NULL`,
   );
