@@ -41,7 +41,7 @@ async function timeInserts(rows: number, trigger: boolean): Promise<[number, num
     // Bulk statements leave one enqueue_prompts job; add its jobs the way that task does.
     const feedStarted = hrNow();
     const { rows: feed } = await db.pool.query(
-      "SELECT id, payload FROM graphile_worker._private_jobs WHERE key = 'fila_llm_enqueue_prompts'",
+      "SELECT id, payload FROM fila_llm_housekeeping._private_jobs WHERE key = 'fila_llm_enqueue_prompts'",
     );
     for (const { from, to, at } of feed[0]?.payload ?? []) {
       for (let next: number | null = from; next !== null && next <= to; ) {
@@ -50,7 +50,7 @@ async function timeInserts(rows: number, trigger: boolean): Promise<[number, num
       }
     }
     const feedSeconds = (hrNow() - feedStarted) / 1000;
-    if (feed[0]) await db.pool.query("DELETE FROM graphile_worker._private_jobs WHERE id = $1", [feed[0].id]);
+    if (feed[0]) await db.pool.query("DELETE FROM fila_llm_housekeeping._private_jobs WHERE id = $1", [feed[0].id]);
     const { rows: jobs } = await db.pool.query("SELECT count(*)::int AS n FROM graphile_worker._private_jobs");
     if (jobs[0].n !== (trigger ? 2 * rows : 0)) throw new Error(`bench: expected ${trigger ? 2 * rows : 0} jobs, found ${jobs[0].n}`);
     return [fresh, second, feedSeconds];

@@ -3,9 +3,15 @@
  * PostgreSQL (the tests' server: TEST_DATABASE_URL or 127.0.0.1:5432) and the tests' LLM server
  * on loopback. Prints the machine, one table per section, and the targets met or not.
  *
- *   npm run bench                    everything, under 5 minutes on this 2-core machine
+ *   npm run bench                    everything (about 10 minutes on this 2-core machine)
  *   npm run bench -- --short         the memory section over 12,000 prompts instead of 100,000
- *   npm run bench -- --only=queue    one section: queue, enqueue, tokens, guard, memory, latency
+ *   npm run bench -- --only=queue    one section: queue, enqueue, tokens, guard, memory, latency, scale
+ *   npm run bench -- --long          the scale section up to 10,000,000 rows pendiente (adds about 15 minutes)
+ *
+ * The scale section's own knobs, for a closer look at one case:
+ *   --scale-levels=2000,1000000      the backlogs (rows pendiente), smallest first
+ *   --scale-seconds=180              seconds measured at each
+ *   --scale-bulk=300000              rows of the INSERT made at the largest backlog while prompts flow
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -19,10 +25,16 @@ import { benchGuard } from "./guard";
 import { benchLatency } from "./latency";
 import { benchMemory } from "./memory";
 import { benchQueue } from "./queue";
+import { benchScale } from "./scale";
 import { ANSWER_300_TOKENS, hrNow } from "./support";
 import { benchTokens } from "./tokens";
 
-const SECTIONS = ["queue", "enqueue", "tokens", "guard", "memory", "latency"] as const;
+const SECTIONS = ["queue", "enqueue", "tokens", "guard", "memory", "latency", "scale"] as const;
+
+/** The value of `--name=value`, or undefined. */
+function flag(argv: string[], name: string): string | undefined {
+  return argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+}
 
 function describeMachine(databaseUrl: string): string[] {
   const cpu = /^model name\s*:\s*(.+)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown CPU";
@@ -43,7 +55,7 @@ function describeMachine(databaseUrl: string): string[] {
 
 async function main(argv: string[]): Promise<void> {
   const short = argv.includes("--short");
-  const only = argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
+  const only = flag(argv, "only");
   if (only !== undefined && !(SECTIONS as readonly string[]).includes(only)) {
     throw new Error(`--only must be one of ${SECTIONS.join(", ")} (got "${only}")`);
   }
@@ -67,6 +79,18 @@ async function main(argv: string[]): Promise<void> {
       checks.push(...(await benchMemory({ prompts, reportEvery: short ? 1_000 : 10_000, logDir })));
     }
     if (wanted("latency")) checks.push(...(await benchLatency()));
+    if (wanted("scale")) {
+      const levels = flag(argv, "scale-levels")?.split(",").map(Number) ?? [2_000, 100_000, 1_000_000, ...(argv.includes("--long") ? [10_000_000] : [])];
+      if (levels.some((n) => !Number.isInteger(n) || n < 0)) throw new Error("--scale-levels must be whole numbers separated by commas");
+      checks.push(
+        ...(await benchScale({
+          levels,
+          seconds: Number(flag(argv, "scale-seconds") ?? 65),
+          bulkRows: Number(flag(argv, "scale-bulk") ?? 1_000_000),
+          logDir,
+        })),
+      );
+    }
   } catch (error) {
     console.error(`\nbench failed; the workers' logs are in ${logDir}`);
     throw error;

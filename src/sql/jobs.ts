@@ -50,31 +50,51 @@ export const ORPHAN_HEAD_ROWS = 1_000;
  * only one that graphile-worker gave up on), so that nothing stays silently
  * stuck. It looks only at the queue's head, the ORPHAN_HEAD_ROWS oldest
  * pendiente rows (the partial index on pending rows): a row that lost its job
- * matters once every older row is done, and is then at the head; so the
- * repair costs the same at 10,000,000 pending rows as at 10. An orphan goes
- * back in at its insertion time (fecha_in), so it keeps its FIFO place.
- * Waits while a bulk statement's jobs are still being added
- * (enqueue_prompts), whose rows would look orphaned.
+ * matters once every older row is done, and it is then at the head; so the
+ * repair costs the same at 10,000,000 pending rows as at 10.
+ *
+ * An orphan goes back in its FIFO place: just before the jobs of the rows
+ * after it at the head, or else just after those before it, or else (the
+ * whole head lost its jobs) at the front of the queue; several orphans one
+ * microsecond apart, in id order. Waits while a bulk statement's jobs are
+ * still being added (enqueue_prompts), whose rows would look orphaned.
  */
 export async function enqueueOrphans(db: Queryable, headRows = ORPHAN_HEAD_ROWS): Promise<number[]> {
   const { rows } = await db.query(
     `WITH head AS (
-       SELECT a.id, a.fecha_in FROM fila_llm_anahuac a
+       SELECT a.id,
+              (SELECT j.run_at FROM graphile_worker._private_jobs j
+                WHERE j.key = fila_llm_job_key(a.id) AND j.attempts < j.max_attempts) AS job_run_at
+         FROM fila_llm_anahuac a
         WHERE a.estatus = 'pendiente'
+          AND NOT EXISTS (SELECT 1 FROM ${HOUSEKEEPING_SCHEMA}._private_jobs b WHERE b.key = 'fila_llm_enqueue_prompts')
         ORDER BY a.id
         LIMIT $1),
+     neighbours AS (
+       SELECT id, job_run_at,
+              -- Frames that start at the partition's start, so each is one pass.
+              min(job_run_at) OVER (ORDER BY id DESC ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS next_at,
+              max(job_run_at) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_at
+         FROM head),
      orphans AS (
-       SELECT h.id, coalesce(least(h.fecha_in AT TIME ZONE current_setting('TimeZone'), now()), now()) AS run_at
-         FROM head h
-        WHERE NOT EXISTS (SELECT 1 FROM graphile_worker._private_jobs j
-                           WHERE j.key = fila_llm_job_key(h.id) AND j.attempts < j.max_attempts)
-          AND NOT EXISTS (SELECT 1 FROM ${HOUSEKEEPING_SCHEMA}._private_jobs j WHERE j.key = 'fila_llm_enqueue_prompts')),
-     -- Rows of one statement share a fecha_in: one microsecond apart in id order, as when they were first enqueued.
-     spread AS (
-       SELECT id, run_at - (max(id) OVER (PARTITION BY run_at) - id) * interval '1 microsecond' AS run_at FROM orphans)
+       SELECT id, next_at, prev_at FROM neighbours WHERE job_run_at IS NULL),
+     front AS (
+       SELECT coalesce((SELECT run_at FROM graphile_worker._private_jobs WHERE is_available ORDER BY priority, run_at LIMIT 1), now()) AS at),
+     placed AS (
+       SELECT o.id,
+              CASE WHEN o.next_at IS NOT NULL
+                     THEN o.next_at - (count(*) OVER before_next - row_number() OVER before_next + 1) * interval '1 microsecond'
+                   WHEN o.prev_at IS NOT NULL
+                     THEN o.prev_at + row_number() OVER after_prev * interval '1 microsecond'
+                   ELSE f.at - (count(*) OVER whole - row_number() OVER whole + 1) * interval '1 microsecond'
+              END AS run_at
+         FROM orphans o, front f
+       WINDOW before_next AS (PARTITION BY o.next_at ORDER BY o.id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING),
+              after_prev AS (PARTITION BY o.next_at IS NULL, o.prev_at ORDER BY o.id),
+              whole AS (PARTITION BY o.next_at IS NULL, o.prev_at IS NULL ORDER BY o.id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))
      SELECT array_agg(id ORDER BY id) AS ids,
             graphile_worker.add_jobs(array_agg(fila_llm_prompt_job(id, 0, run_at) ORDER BY id))
-       FROM spread
+       FROM placed
      HAVING count(*) > 0`,
     [headRows],
   );
