@@ -162,7 +162,9 @@ async function bulkInsert(pool: Pool, llm: FakeLlm, rows: number): Promise<BulkR
 async function measureLevel(backlog: number, options: ScaleOptions, withBulk: boolean): Promise<LevelResult> {
   const db = await createTestDatabase();
   const llm = await FakeLlm.start();
-  llm.behaviour = () => ({ delayMs: LLM_MS });
+  // The whole stream written at once after the wait, as the queue section's LLM does: the gap then
+  // measures the worker, not this process writing (and the worker reading) tokens one by one.
+  llm.behaviour = () => ({ delayMs: LLM_MS, burst: true });
   try {
     const seedStarted = hrNow();
     await seed(db.pool, backlog);
@@ -172,13 +174,13 @@ async function measureLevel(backlog: number, options: ScaleOptions, withBulk: bo
       await waitUntil(() => llm.generateRequests.filter((r) => r.endedAtHr !== null).length >= WARM_UP, 60_000, "the warm-up", 50);
       const fromHr = hrNow();
       const toHr = fromHr + options.seconds * 1000;
-      // The operators' commands, once the run is under way, while the prompts flow.
-      await new Promise((r) => setTimeout(r, (options.seconds * 1000) / 3));
-      const statusMs = median([await timeCli(db.url, ["status"]), await timeCli(db.url, ["status"]), await timeCli(db.url, ["status"])]);
-      const reportMs = median([await timeCli(db.url, ["report"]), await timeCli(db.url, ["report"]), await timeCli(db.url, ["report"])]);
       await waitUntil(() => hrNow() >= toHr, options.seconds * 1000 + 10_000, "the end of the measurement", 200);
       const rss = rssMb(worker.process.pid!);
       const gaps = gapsIn(llm.requests, fromHr, toHr);
+      // The operators' commands, while the prompts still flow (after the gaps are measured: on
+      // two cores, a process starting up takes CPU from the worker).
+      const statusMs = median([await timeCli(db.url, ["status"]), await timeCli(db.url, ["status"]), await timeCli(db.url, ["status"])]);
+      const reportMs = median([await timeCli(db.url, ["report"]), await timeCli(db.url, ["report"]), await timeCli(db.url, ["report"])]);
       const medianGap = median(gaps);
       const excess = gaps.reduce((sum, g) => sum + Math.max(0, g - medianGap), 0);
       const bulk = withBulk ? await bulkInsert(db.pool, llm, options.bulkRows) : null;

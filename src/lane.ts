@@ -13,7 +13,7 @@ import { serverName, type Config } from "./config";
 import { createLlmClient, type LlmClient } from "./llm/client";
 import { ModelResidency } from "./llm/model_residency";
 import { OutageBreaker } from "./llm/outage_breaker";
-import { serverStateRecorder } from "./llm/server_state";
+import { serverStateRecorder, type ServerStateRecorder } from "./llm/server_state";
 import { logger } from "./log";
 
 const log = logger("llm");
@@ -24,14 +24,22 @@ export class Lane {
   readonly llm: LlmClient;
   readonly breaker: OutageBreaker;
   readonly residency: ModelResidency;
+  /** The graphile-worker pool of this lane's runner in this process, once it runs. */
+  poolId: string | null = null;
+  private readonly state: ServerStateRecorder;
   private probe: Promise<boolean> | null = null;
 
   constructor(settings: Config["llm"], baseUrl: string, pool: Pool, nowMs: () => number = Date.now) {
     this.server = serverName(baseUrl);
     this.llm = createLlmClient(settings, baseUrl);
-    const state = serverStateRecorder(pool, this.server);
-    this.breaker = new OutageBreaker(settings.outageMaxBackoffSeconds, nowMs, state.breakerChanged, this.server);
-    this.residency = new ModelResidency(this.llm, settings, state.residency);
+    this.state = serverStateRecorder(pool, this.server);
+    this.breaker = new OutageBreaker(settings.outageMaxBackoffSeconds, nowMs, this.state.breakerChanged, this.server);
+    this.residency = new ModelResidency(this.llm, settings, this.state.residency);
+  }
+
+  /** This process took the lane's lock: its runner's pool runs the server's prompts now (for status). */
+  taken(): void {
+    if (this.poolId !== null) this.state.laneTaken(this.poolId);
   }
 
   /**
@@ -44,9 +52,14 @@ export class Lane {
   async ready(): Promise<boolean> {
     if (this.breaker.isBlocked()) return false;
     if (this.breaker.current !== "unavailable") return true;
-    this.probe ??= this.llm.isReachable().finally(() => (this.probe = null));
-    const reachable = await this.probe;
-    if (!reachable && !this.breaker.isBlocked()) this.breaker.reportUnavailable("its health probe still fails");
+    this.probe ??= this.probeOnce().finally(() => (this.probe = null));
+    return this.probe;
+  }
+
+  private async probeOnce(): Promise<boolean> {
+    this.breaker.probing();
+    const reachable = await this.llm.isReachable();
+    if (!reachable) this.breaker.reportUnavailable("its health probe still fails");
     return reachable;
   }
 

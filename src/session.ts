@@ -35,7 +35,11 @@ export class Session {
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly connectionString: string) {}
+  constructor(
+    private readonly connectionString: string,
+    /** Told each time this session takes a lane (the worker records who runs it, for status). */
+    private readonly onLaneTaken: (server: string) => void = () => {},
+  ) {}
 
   /** Connects; throws if the database cannot be reached at start-up. */
   async start(): Promise<void> {
@@ -63,6 +67,7 @@ export class Session {
       if (rows[0].ok && !this.held.has(server)) {
         this.held.set(server, new AbortController());
         log.info(`this process now runs the prompts of ${server}`, { server });
+        this.onLaneTaken(server);
       }
     } catch (error) {
       log.warn("could not ask for a lane lock", { server, error: (error as Error).message });

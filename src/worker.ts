@@ -90,6 +90,8 @@ export interface WorkerOptions {
 /** A graphile-worker runner whose pools hold liveness locks and whose running jobs are known (for lost completions). */
 interface RunnerSpec {
   queue: JobQueue;
+  /** The lane whose prompts this runner takes (none for housekeeping). */
+  lane?: Lane;
   concurrency: number;
   taskList: TaskList;
   crontab: { crontab: string } | { crontabFile: string };
@@ -103,7 +105,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   const tokens = getTokenCounter(config.tokenEncoding);
   await tokens.count("warm-up");
   const lanes = config.llm.baseUrls.map((url) => new Lane(config.llm, url, pool));
-  const session = new Session(connectionString);
+  const session = new Session(connectionString, (server) => lanes.find((lane) => lane.server === server)?.taken());
   await session.start();
   const promptJobFlag = await readPromptJobFlag(pool);
   const gate = new Gate({ window: config.window, pool, session, clock: options.clock ?? (() => new Date()), promptJobFlag, recheckMs: config.pollIntervalMs });
@@ -120,6 +122,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
     const events: WorkerEvents = new EventEmitter();
     events.on("pool:create", ({ workerPool }) => {
       poolIds[spec.queue].add(workerPool.id);
+      if (spec.lane) spec.lane.poolId = workerPool.id;
       session.holdPoolLock(workerPool.id).catch((error) => log.error("could not take the pool's liveness lock", { error: error.message }));
     });
     events.on("job:start", ({ job }) => running[spec.queue].add(job.id));
@@ -154,6 +157,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
       runners.push(
         await startRunner({
           queue: "prompts",
+          lane,
           concurrency: config.llm.concurrencyPerServer,
           taskList: { process_prompt: processPrompt(lane) },
           // Not the crontab: graphile-worker would otherwise read ./crontab for this runner too.

@@ -85,7 +85,7 @@ async function answerPrompt(lane: Lane, payload: unknown, helpers: JobHelpers): 
   }
   const failure = (message: string, failuresNow: number, seconds: number, startedAt: Date | null, finishReason: string, e: LlmError | null = null): Failure => ({
     id, message, failures: failuresNow, seconds, startedAt, finishReason, httpStatus: e?.httpStatus ?? null,
-    partialAnswer: e?.partialAnswer ?? null, provider: config.llm.provider, model: config.llm.model,
+    partialAnswer: e?.partialAnswer ?? null, provider: config.llm.provider, model: config.llm.model, server: startedAt === null ? null : lane.server,
   });
   if (row.prompt.trim() === "") {
     await database("recording the error", (db) => recordFinalFailure(db, failure("the prompt is empty", failures, 0, null, "empty_prompt")));
@@ -149,7 +149,7 @@ async function answerPrompt(lane: Lane, payload: unknown, helpers: JobHelpers): 
     const written = await database("writing the answer", (db) =>
       recordSuccess(db, {
         id, respuesta, tokensIn, tokensOut, seconds, failures, startedAt,
-        provider: config.llm.provider, model: config.llm.model, serverModel: answer.model,
+        provider: config.llm.provider, model: config.llm.model, server: lane.server, serverModel: answer.model,
         serverTokensIn: answer.serverTokensIn, serverTokensOut: answer.serverTokensOut, finishReason: answer.finishReason,
         timings: answer.timings,
       }),

@@ -11,9 +11,12 @@ import { logger } from "../log";
 const log = logger("llm");
 
 export type BreakerState = "up" | "unavailable" | "misconfigured";
+/** What `onChange` hears: the state, or that the back-off is over and the server is being probed. */
+export type ReportedState = BreakerState | "probing";
 
 export class OutageBreaker {
   private state: BreakerState = "up";
+  private reported: ReportedState = "up";
   private consecutiveFailures = 0;
   private blockedUntilMs = 0;
   private downSinceMs = 0;
@@ -23,7 +26,7 @@ export class OutageBreaker {
     private readonly maxBackoffSeconds: number,
     private readonly nowMs: () => number = Date.now,
     /** Told of each change of state (not of each failure): the worker records it for `status`. */
-    private readonly onChange: (state: BreakerState, reason: string | null) => void = () => {},
+    private readonly onChange: (state: ReportedState, reason: string | null) => void = () => {},
     /** The server, for the log lines. */
     private readonly server: string | null = null,
   ) {}
@@ -62,12 +65,17 @@ export class OutageBreaker {
     return this.failingPrompts.size;
   }
 
+  /** The back-off is over and the server is being probed before it gets a prompt again (src/lane.ts). */
+  probing(): void {
+    this.tell("probing", null);
+  }
+
   reportSuccess(): void {
     if (this.state !== "up") {
       const downSeconds = Math.round((this.nowMs() - this.downSinceMs) / 1000);
       log.info(`LLM is answering again after ${downSeconds} s; prompts resume`, { downSeconds, ...this.serverField() });
-      this.onChange("up", null);
     }
+    this.tell("up", null);
     this.state = "up";
     this.consecutiveFailures = 0;
     this.blockedUntilMs = 0;
@@ -84,10 +92,10 @@ export class OutageBreaker {
       reason,
       ...this.serverField(),
     });
+    this.tell(state, reason);
     if (this.state === state) return;
     if (this.state === "up") this.downSinceMs = this.nowMs();
     this.state = state;
-    this.onChange(state, reason);
     if (state === "unavailable") {
       log.warn(`LLM unavailable; prompts wait (none is marked error) and retry with backoff up to ${this.maxBackoffSeconds} s`, {
         reason,
@@ -99,6 +107,12 @@ export class OutageBreaker {
         ...this.serverField(),
       });
     }
+  }
+
+  private tell(state: ReportedState, reason: string | null): void {
+    if (this.reported === state) return;
+    this.reported = state;
+    this.onChange(state, reason);
   }
 
   private serverField(): { server?: string } {

@@ -6,16 +6,23 @@
  * is logged at debug and the next change writes again.
  */
 import type { Queryable } from "../sql/queryable";
-import { recordModelLoad, recordServerState, type ServerState } from "../sql/servers";
+import { recordLaneHolder, recordModelLoad, recordServerState, type ServerState } from "../sql/servers";
 import { logger } from "../log";
-import type { BreakerState } from "./outage_breaker";
+import type { ReportedState } from "./outage_breaker";
 import type { ResidencyEvents } from "./model_residency";
 
 const log = logger("llm");
 
-const FOR_BREAKER: Record<BreakerState, ServerState> = { up: "answering", unavailable: "outage", misconfigured: "misconfigured" };
+const FOR_BREAKER: Record<ReportedState, ServerState> = { up: "answering", unavailable: "outage", misconfigured: "misconfigured", probing: "probing" };
 
-export function serverStateRecorder(db: Queryable, server: string): { breakerChanged(state: BreakerState, reason: string | null): void; residency: ResidencyEvents } {
+export interface ServerStateRecorder {
+  breakerChanged(state: ReportedState, reason: string | null): void;
+  residency: ResidencyEvents;
+  /** This process took the lane: its pool runs the server's prompts now. */
+  laneTaken(poolId: string): void;
+}
+
+export function serverStateRecorder(db: Queryable, server: string): ServerStateRecorder {
   // One write at a time, in order: a later state must not be overwritten by an earlier one.
   let last: Promise<void> = Promise.resolve();
   const write = (what: string, query: () => Promise<void>) => {
@@ -29,5 +36,6 @@ export function serverStateRecorder(db: Queryable, server: string): { breakerCha
       inUse: () => write("in use", () => recordServerState(db, server, "answering", null)),
       released: (reason) => write("released", () => recordServerState(db, server, "released", reason)),
     },
+    laneTaken: (poolId) => write("lane taken", () => recordLaneHolder(db, server, poolId)),
   };
 }

@@ -113,6 +113,7 @@ const STATE_WORDS: Record<ServerStatus["state"], string> = {
   misconfigured: "MISCONFIGURED (prompts wait until it is fixed)",
   loading: "loading the model",
   released: "model released",
+  probing: "PROBING (its outage back-off is over; its health probe runs before it gets a prompt)",
 };
 
 /** One line per LLM server: its state since when, why, and its last model load. */

@@ -47,6 +47,8 @@ export interface Success {
   provider: string;
   /** The model that was asked for (LLM_MODEL). */
   model: string;
+  /** The server (lane) that answered: its URL without credentials. */
+  server: string;
   /** The model name the server reported. */
   serverModel: string | null;
   serverTokensIn: number | null;
@@ -61,7 +63,7 @@ export interface Success {
 const OUTCOME_COLUMNS = [
   "estatus", "error_message", "attempts", "provider", "model", "server_tokens_in", "server_tokens_out",
   "http_status", "finish_reason", "cut_answer_head", "cut_answer_tail", "started_at",
-  "server_model", "load_seconds", "prompt_eval_seconds", "eval_seconds",
+  "server_model", "load_seconds", "prompt_eval_seconds", "eval_seconds", "server",
 ] as const;
 const OUTCOME_UPSERT = `
   ON CONFLICT (prompt_id) DO UPDATE SET
@@ -97,7 +99,7 @@ export async function recordSuccess(db: Queryable, s: Success): Promise<boolean>
     [
       s.id, s.respuesta, s.tokensIn, s.tokensOut, s.seconds,
       "listo", null, s.failures, s.provider, s.model, s.serverTokensIn, s.serverTokensOut, 200, s.finishReason, null, null, s.startedAt,
-      s.serverModel, s.timings.loadSeconds, s.timings.promptEvalSeconds, s.timings.evalSeconds,
+      s.serverModel, s.timings.loadSeconds, s.timings.promptEvalSeconds, s.timings.evalSeconds, s.server,
     ],
   );
   return rowCount === 1;
@@ -112,6 +114,8 @@ export interface Failure {
   seconds: number;
   provider: string;
   model: string;
+  /** The server (lane) the call went to, or null if none was made. */
+  server: string | null;
   httpStatus: number | null;
   /** What ended the call (an LlmError kind, or "empty_prompt"). */
   finishReason: string;
@@ -122,7 +126,7 @@ export interface Failure {
 
 function failureValues(f: Failure, estatus: "error" | "pendiente"): unknown[] {
   const [head, tail] = cutAnswerEnds(f.partialAnswer);
-  return [estatus, f.message, f.failures, f.provider, f.model, null, null, f.httpStatus, f.finishReason, head, tail, f.startedAt, null, null, null, null];
+  return [estatus, f.message, f.failures, f.provider, f.model, null, null, f.httpStatus, f.finishReason, head, tail, f.startedAt, null, null, null, null, f.server];
 }
 
 /** Marks the row 'error' for good, with its message in fila_llm_outcome. False if the row was no longer pending. */
