@@ -5,7 +5,7 @@
  *
  *   npm run bench                    everything (about 10 minutes on this 2-core machine)
  *   npm run bench -- --short         the memory section over 12,000 prompts instead of 100,000
- *   npm run bench -- --only=queue    one section: queue, enqueue, tokens, guard, memory, latency, scale
+ *   npm run bench -- --only=queue    one section: queue, enqueue, tokens, guard, memory, latency, lanes, scale
  *   npm run bench -- --long          the scale section up to 10,000,000 rows pendiente (adds about 15 minutes)
  *
  * The scale section's own knobs, for a closer look at one case:
@@ -22,6 +22,7 @@ import { referenceCount } from "../test/support/tiktoken";
 import { printChecks, type Check } from "./checks";
 import { benchEnqueue } from "./enqueue";
 import { benchGuard } from "./guard";
+import { benchLanes } from "./lanes";
 import { benchLatency } from "./latency";
 import { benchMemory } from "./memory";
 import { benchQueue } from "./queue";
@@ -29,7 +30,7 @@ import { benchScale } from "./scale";
 import { ANSWER_300_TOKENS, hrNow } from "./support";
 import { benchTokens } from "./tokens";
 
-const SECTIONS = ["queue", "enqueue", "tokens", "guard", "memory", "latency", "scale"] as const;
+const SECTIONS = ["queue", "enqueue", "tokens", "guard", "memory", "latency", "lanes", "scale"] as const;
 
 /** The value of `--name=value`, or undefined. */
 function flag(argv: string[], name: string): string | undefined {
@@ -79,6 +80,7 @@ async function main(argv: string[]): Promise<void> {
       checks.push(...(await benchMemory({ prompts, reportEvery: short ? 1_000 : 10_000, logDir })));
     }
     if (wanted("latency")) checks.push(...(await benchLatency()));
+    if (wanted("lanes")) checks.push(...(await benchLanes({ seconds: 20, logDir })));
     if (wanted("scale")) {
       const levels = flag(argv, "scale-levels")?.split(",").map(Number) ?? [2_000, 100_000, 1_000_000, ...(argv.includes("--long") ? [10_000_000] : [])];
       if (levels.some((n) => !Number.isInteger(n) || n < 0)) throw new Error("--scale-levels must be whole numbers separated by commas");
