@@ -106,29 +106,40 @@ BEGIN
 END $$;
 
 -- The UPDATE trigger (0004) also counts. Each old row counts −1 and each new
--- row +1 for its estatus, so the FULL JOIN keeps the counts exact even for an
--- UPDATE that changes ids; only rows matched by id can be a retry.
+-- row +1 for its estatus, so no join is needed (and an UPDATE that changes
+-- ids is counted right). The longest run is recorded when this statement
+-- wrote a longer one than its rows had: a value already in the table is
+-- already covered. The retry path's join runs only when some row is
+-- pendiente afterwards, never for the worker's answer.
 CREATE OR REPLACE FUNCTION fila_llm_enqueue_reset() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
-  reset_ids INT[];
+  any_pending BOOLEAN;
 BEGIN
-  WITH changed AS (
-    SELECT array_agg(n.id ORDER BY n.id) FILTER (WHERE n.estatus = 'pendiente' AND o.estatus <> 'pendiente') AS reset_ids,
-           count(n.id) FILTER (WHERE n.estatus = 'pendiente') - count(o.id) FILTER (WHERE o.estatus = 'pendiente') AS pendiente,
-           count(n.id) FILTER (WHERE n.estatus = 'listo') - count(o.id) FILTER (WHERE o.estatus = 'listo') AS listo,
-           count(n.id) FILTER (WHERE n.estatus = 'error') - count(o.id) FILTER (WHERE o.estatus = 'error') AS error,
-           max(n.tiempo_ejecucion) FILTER (WHERE n.estatus <> 'pendiente'
-                                             AND (o.estatus IS DISTINCT FROM n.estatus
-                                                  OR o.tiempo_ejecucion IS DISTINCT FROM n.tiempo_ejecucion)) AS max_run_seconds
-      FROM old_rows o FULL JOIN new_rows n ON n.id = o.id),
+  WITH n AS (
+    SELECT count(*) FILTER (WHERE estatus = 'pendiente') AS pendiente, count(*) FILTER (WHERE estatus = 'listo') AS listo,
+           count(*) FILTER (WHERE estatus = 'error') AS error,
+           max(tiempo_ejecucion) FILTER (WHERE estatus <> 'pendiente') AS max_run_seconds
+      FROM new_rows),
+  o AS (
+    SELECT count(*) FILTER (WHERE estatus = 'pendiente') AS pendiente, count(*) FILTER (WHERE estatus = 'listo') AS listo,
+           count(*) FILTER (WHERE estatus = 'error') AS error,
+           max(tiempo_ejecucion) FILTER (WHERE estatus <> 'pendiente') AS max_run_seconds
+      FROM old_rows),
   appended AS (
     INSERT INTO fila_llm_counts (pendiente, listo, error, max_run_seconds)
-    SELECT pendiente, listo, error, max_run_seconds FROM changed
-     WHERE pendiente <> 0 OR listo <> 0 OR error <> 0 OR max_run_seconds IS NOT NULL)
-  SELECT c.reset_ids INTO reset_ids FROM changed c;
-  IF reset_ids IS NOT NULL THEN
-    PERFORM fila_llm_enqueue_statement(reset_ids);
+    SELECT n.pendiente - o.pendiente, n.listo - o.listo, n.error - o.error,
+           CASE WHEN n.max_run_seconds > o.max_run_seconds OR o.max_run_seconds IS NULL THEN n.max_run_seconds END
+      FROM n, o
+     WHERE n.pendiente <> o.pendiente OR n.listo <> o.listo OR n.error <> o.error
+        OR n.max_run_seconds > o.max_run_seconds OR (o.max_run_seconds IS NULL AND n.max_run_seconds IS NOT NULL))
+  SELECT n.pendiente > 0 INTO any_pending FROM n;
+  IF any_pending THEN
+    PERFORM fila_llm_enqueue_statement(array_agg(n.id ORDER BY n.id))
+       FROM new_rows n
+       JOIN old_rows o ON o.id = n.id
+      WHERE n.estatus = 'pendiente'
+        AND o.estatus <> 'pendiente';
   END IF;
   RETURN NULL;
 END $$;
