@@ -9,14 +9,19 @@ import { logger, registerSecret, type Log } from "./log";
 
 const log = logger("db");
 
-/** A pg pool that survives a database restart: idle-client errors are logged, not thrown. */
-export function createPool(connectionString: string, maxConnections = 5): Pool {
+/**
+ * A pg pool that survives a database restart: idle-client errors are logged,
+ * not thrown. `settings` are PostgreSQL settings for its sessions, e.g.
+ * `{ jit: "off" }`.
+ */
+export function createPool(connectionString: string, maxConnections = 5, settings: Record<string, string> = {}): Pool {
   try {
     registerSecret(decodeURIComponent(new URL(connectionString).password));
   } catch {
     // Not a URL: nothing to register; pg reports the real problem on connect.
   }
-  const pool = new Pool({ connectionString, max: maxConnections });
+  const options = Object.entries(settings).map(([name, value]) => `-c ${name}=${value}`).join(" ");
+  const pool = new Pool({ connectionString, max: maxConnections, ...(options ? { options } : {}) });
   // Without a listener, an idle client dying (e.g. PostgreSQL restarting) would crash the process.
   pool.on("error", (error) => log.warn("idle database connection lost", { error: error.message }));
   // Same for a client that is checked out when its connection dies; graphile-worker checks for this too.

@@ -15,7 +15,7 @@ import { progressLine, summaryLine } from "../src/ops/progress";
 import { isDatabaseUnavailable } from "../src/db";
 import { readOpenPeriod, recordWindowState } from "../src/sql/control";
 import { enqueueOrphans } from "../src/sql/jobs";
-import { countPending } from "../src/sql/prompts";
+import { compactCounts, countPending } from "../src/sql/prompts";
 import { describeWindow } from "../src/window";
 
 declare global {
@@ -57,6 +57,7 @@ async function report(withPgClient: Parameters<Task<"window_gate">>[1]["withPgCl
       const progress = await progressLine(db, config.window);
       if (progress) log.info(progress.message, progress.fields);
     }
+    await compactCounts(db);
     const orphans = await enqueueOrphans(db);
     if (orphans.length > 0) {
       log.warn(`re-enqueued ${orphans.length} pendiente rows that had no live job`, { ids: orphans.slice(0, 20) });

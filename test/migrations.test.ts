@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { Pool } from "pg";
 import { createPool } from "../src/db";
 import { listMigrations, migrate } from "../src/migrate";
+import { projectRoot } from "../src/paths";
+import { countByEstatus } from "../src/sql/prompts";
 import { createTestDatabase, type TestDatabase } from "./support/db";
 
 const LEGACY_DDL = `CREATE TABLE fila_llm_anahuac (
@@ -28,6 +32,14 @@ async function legacyShape(pool: Pool) {
       WHERE conrelid = 'fila_llm_anahuac'::regclass ORDER BY contype, def`,
   );
   return { columns: columns.rows, constraints: constraints.rows };
+}
+
+/** The CREATE INDEX statements of the DBA's block in docs/operations.md (Least privilege, step 1). */
+function dbaIndexStatements(): string[] {
+  const doc = readFileSync(path.join(projectRoot, "docs", "operations.md"), "utf8");
+  const block = /<!-- least-privilege: as the DBA, before migrating -->[\s\S]*?```sql\n([\s\S]*?)```/.exec(doc);
+  assert.ok(block, "the DBA's block in docs/operations.md");
+  return [...block[1].matchAll(/^(CREATE INDEX [^;]*);$/gm)].map((m) => m[1]);
 }
 
 const databases: TestDatabase[] = [];
@@ -72,6 +84,7 @@ describe("migrations", () => {
       "SELECT prompt_id FROM fila_llm_jobs ORDER BY run_at, job_id",
     );
     assert.deepEqual(jobs.rows.map((r) => r.prompt_id), [1, 3, 5]);
+    assert.deepEqual(await countByEstatus(db.pool), { pendiente: 3, listo: 1, error: 1 }, "the rows already there are counted");
   });
 
   test("a second run changes nothing", async () => {
@@ -126,5 +139,45 @@ describe("migrations", () => {
     } finally {
       await db.pool.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
     }
+  });
+  test("as a role that does not own the legacy table, 0015 names the indexes its owner must create, and goes through once they exist", async () => {
+    const db = await emptyDatabase();
+    await db.pool.query(LEGACY_DDL);
+    await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('de antes')");
+    const role = `fila_not_owner_${db.name.slice(-8)}`;
+    await db.pool.query(`DROP ROLE IF EXISTS ${role}`);
+    await db.pool.query(`CREATE ROLE ${role} LOGIN PASSWORD 'role-test-pw'`);
+    try {
+      // What docs/operations.md (Least privilege, step 1) grants the worker role.
+      await db.pool.query(`GRANT USAGE, CREATE ON SCHEMA public TO ${role}; GRANT CREATE ON DATABASE ${db.name} TO ${role};
+                           GRANT SELECT, UPDATE, TRIGGER ON fila_llm_anahuac TO ${role}`);
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = "role-test-pw";
+      const worker = createPool(url.toString(), 1);
+      try {
+        await assert.rejects(migrate(worker), (error: Error) => {
+          assert.match(error.message, /migration 0015_operator_scale\.sql failed: only the owner of fila_llm_anahuac may add its indexes/);
+          for (const statement of dbaIndexStatements()) assert.ok(error.message.includes(statement), `${statement}\nin: ${error.message}`);
+          return true;
+        });
+        await db.pool.query(dbaIndexStatements().join(";\n"));
+        const fromThisOne = (await listMigrations()).filter((m) => m.id >= 15).map((m) => m.name);
+        assert.deepEqual(await migrate(worker), fromThisOne, "0015 and the ones after it");
+        assert.deepEqual(await countByEstatus(worker), { pendiente: 1, listo: 0, error: 0 });
+      } finally {
+        await worker.end();
+      }
+    } finally {
+      // CASCADE: the legacy table (not the role's) has triggers on the role's functions.
+      await db.pool.query(`DROP OWNED BY ${role} CASCADE; DROP ROLE ${role}`);
+    }
+  });
+
+  test("the index statements docs/operations.md gives the DBA are the ones migrations/0015 would run", () => {
+    const migration = readFileSync(path.join(projectRoot, "migrations", "0015_operator_scale.sql"), "utf8");
+    const inMigration = [...migration.matchAll(/'(CREATE INDEX [^\n]*?)'\]/g)].map((m) => m[1].replaceAll("''", "'"));
+    assert.equal(inMigration.length, 3);
+    assert.deepEqual(dbaIndexStatements(), inMigration);
   });
 });

@@ -187,6 +187,8 @@ describe("window_gate's report of the night", () => {
 
     await runGate();
     assert.ok(worker.logs.some((l) => /queue opened \(01:00–06:00 UTC\): 1 prompts pending/.test(l)), worker.logs.join("\n"));
+    const counts = await bed.db.pool.query("SELECT count(*)::int AS n, sum(pendiente)::int AS pendiente FROM fila_llm_counts");
+    assert.deepEqual(counts.rows[0], { n: 1, pendiente: 1 }, "window_gate folded the counts into one row");
 
     // As if the queue had opened 20 minutes ago.
     await bed.db.pool.query("UPDATE fila_llm_control SET window_changed_at = now() - interval '20 minutes'");

@@ -14,7 +14,7 @@ import { describeWindow, isWindowOpen, nextWindowChange } from "../window";
 import { openOpsDatabase } from "./database";
 import { lastClosedNight, nightOf } from "./nights";
 import { formatDuration, parseDuration } from "./text";
-import { readNightReport, renderReport } from "./report";
+import { readNightReport, readNightSummaryReport, renderReport } from "./report";
 import { renderReportHtml } from "./report_html";
 import { readStatus, renderStatus } from "./status";
 
@@ -72,6 +72,11 @@ async function run(command: string, args: string[], config: Config, db: Queryabl
       noPositionals(positionals);
       if (values.night !== undefined && !isDate(values.night)) throw new UsageError(`--night must be YYYY-MM-DD (got ${JSON.stringify(values.night)})`);
       const night = values.night ? nightOf(values.night, config.window) : lastClosedNight(new Date(), config.window);
+      if (!values.json && !values.html) {
+        // The text shows the slowest runs only: every run of a busy night is not read.
+        print(renderReport(await readNightSummaryReport(db, night, config.window)));
+        return 0;
+      }
       const report = await readNightReport(db, night, config.window);
       print(values.json ? JSON.stringify(report, null, 2) : renderReport(report));
       if (values.html) {

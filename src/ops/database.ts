@@ -11,6 +11,11 @@ import type { Config } from "../config";
 import { createPool } from "../db";
 import { EMBEDDED_PORT, embeddedDataDir, embeddedDir, embeddedUrl, startEmbeddedPostgres } from "../embedded_postgres";
 
+// The operators' queries each read a bounded set of rows in milliseconds, but
+// a plan over 10,000 index lookups passes jit_above_cost, and compiling it
+// took longer (70–100 ms) than running it.
+const SESSION_SETTINGS = { jit: "off" };
+
 // The URL startEmbeddedPostgres gives; the worker may hold the server, and a
 // second server on the same data directory would not start.
 const EMBEDDED_URL = embeddedUrl(EMBEDDED_PORT);
@@ -32,10 +37,10 @@ async function answers(pool: Pool): Promise<boolean> {
 /** Opens the worker's database for one command; throws with advice if there is none yet. */
 export async function openOpsDatabase(config: Config): Promise<OpsDatabase> {
   if (config.databaseUrl !== null) {
-    const pool = createPool(config.databaseUrl, 2);
+    const pool = createPool(config.databaseUrl, 2, SESSION_SETTINGS);
     return { pool, close: () => pool.end() };
   }
-  const running = createPool(EMBEDDED_URL, 2);
+  const running = createPool(EMBEDDED_URL, 2, SESSION_SETTINGS);
   if (await answers(running)) return { pool: running, close: () => running.end() };
   await running.end();
   const dir = embeddedDir();
@@ -43,7 +48,7 @@ export async function openOpsDatabase(config: Config): Promise<OpsDatabase> {
     throw new Error(`no database yet: DATABASE_URL is unset and ${embeddedDataDir(dir)} is empty; run \`npm start\` or \`npm run migrate\` first`);
   }
   const embedded = await startEmbeddedPostgres(dir, EMBEDDED_PORT);
-  const pool = createPool(embedded.connectionString, 2);
+  const pool = createPool(embedded.connectionString, 2, SESSION_SETTINGS);
   return {
     pool,
     async close() {

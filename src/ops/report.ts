@@ -5,7 +5,7 @@
  */
 import { formatLocal, toLocalInstant, type LocalInstant } from "../local_time";
 import type { Queryable } from "../sql/queryable";
-import { errorGroups, queueCounts, runsIn, runStats, type ErrorGroup, type PromptRun, type RunStats } from "../sql/reports";
+import { errorGroups, queueCounts, runsIn, runStats, slowestRunsIn, type ErrorGroup, type PromptRun, type RunStats } from "../sql/reports";
 import { describeWindow, type WindowSpec } from "../window";
 import type { Night } from "./nights";
 import { count, errorLines, formatDuration, seconds } from "./text";
@@ -56,37 +56,51 @@ export function nightLines(s: NightSummary): string[] {
 }
 
 
-export interface NightReport {
+/** The report of one night without the list of its runs: what the text report shows. */
+export interface NightSummaryReport {
   window: string;
   timeZone: string;
   summary: NightSummary;
   /** The night's rows now in 'error', grouped by message. */
   errors: ErrorGroup[];
-  /** Every run of the night, in the order they finished. */
-  runs: PromptRun[];
+  /** The night's longest runs, longest first. */
+  slowest: PromptRun[];
   /** Rows 'pendiente' when the report was made. */
   pendingNow: number;
 }
 
-/** Reads the report of one night. */
-export async function readNightReport(db: Queryable, night: Night, window: WindowSpec): Promise<NightReport> {
-  return {
-    window: describeWindow(window),
-    timeZone: window.timeZone,
-    summary: await summariseNight(db, night, window),
-    errors: await errorGroups(db, [night], 20),
-    runs: await runsIn(db, night),
-    pendingNow: (await queueCounts(db)).pendiente,
-  };
+export interface NightReport extends NightSummaryReport {
+  /** Every run of the night, in the order they finished (for JSON and the HTML page: one row per prompt). */
+  runs: PromptRun[];
 }
 
 /** The slowest runs, for the text report. */
 const SLOWEST = 5;
 
+/**
+ * Reads the report of one night, without the list of every run: the text
+ * report's, which stays fast on a night of a hundred thousand prompts.
+ */
+export async function readNightSummaryReport(db: Queryable, night: Night, window: WindowSpec): Promise<NightSummaryReport> {
+  return {
+    window: describeWindow(window),
+    timeZone: window.timeZone,
+    summary: await summariseNight(db, night, window),
+    errors: await errorGroups(db, [night], 20),
+    slowest: await slowestRunsIn(db, night, SLOWEST),
+    pendingNow: (await queueCounts(db)).pendiente,
+  };
+}
+
+/** Reads the report of one night, with every run. */
+export async function readNightReport(db: Queryable, night: Night, window: WindowSpec): Promise<NightReport> {
+  const report = await readNightSummaryReport(db, night, window);
+  return { ...report, runs: await runsIn(db, night) };
+}
+
 /** The report as text. */
-export function renderReport(r: NightReport): string {
+export function renderReport(r: NightSummaryReport): string {
   const s = r.summary;
-  const slowest = [...r.runs].sort((a, b) => b.seconds - a.seconds || a.id - b.id).slice(0, SLOWEST);
   return [
     `fila-llm report: night ${s.night}, ${s.opensAt.local} – ${s.closesAt.local} ${r.timeZone} (window ${r.window})`,
     "",
@@ -97,8 +111,8 @@ export function renderReport(r: NightReport): string {
     ...errorLines(r.errors).map((l) => "  " + l),
     "",
     "Slowest prompts:",
-    ...(slowest.length === 0
+    ...(r.slowest.length === 0
       ? ["  none"]
-      : slowest.map((p) => `  ${p.id}  ${p.estatus.padEnd(5)}  ${p.seconds.toFixed(2)} s  finished ${formatLocal(p.finishedAt, r.timeZone)}`)),
+      : r.slowest.map((p) => `  ${p.id}  ${p.estatus.padEnd(5)}  ${p.seconds.toFixed(2)} s  finished ${formatLocal(p.finishedAt, r.timeZone)}`)),
   ].join("\n");
 }

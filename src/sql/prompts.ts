@@ -19,22 +19,53 @@ export async function loadPendingPrompt(db: Queryable, id: number): Promise<Pend
   return rows[0] ?? null;
 }
 
-/** Every 'pendiente' row: for the log lines at the window's opening and closing, not for anything periodic. */
+export interface EstatusCounts {
+  pendiente: number;
+  listo: number;
+  error: number;
+}
+
+/**
+ * Rows by estatus, exact, without reading the table: the sums of the deltas
+ * that the triggers append to fila_llm_counts (migrations/0015), at most a
+ * minute's worth of rows since window_gate's last compactCounts. int: ids are
+ * SERIAL, so no count passes 2^31.
+ */
+export async function countByEstatus(db: Queryable): Promise<EstatusCounts> {
+  const { rows } = await db.query(
+    `SELECT coalesce(sum(pendiente), 0)::int AS pendiente, coalesce(sum(listo), 0)::int AS listo,
+            coalesce(sum(error), 0)::int AS error
+       FROM fila_llm_counts`,
+  );
+  return rows[0];
+}
+
+/** Every 'pendiente' row: for the log lines at the window's opening and closing. */
 export async function countPending(db: Queryable): Promise<number> {
-  const { rows } = await db.query("SELECT count(*)::int AS n FROM fila_llm_anahuac WHERE estatus = 'pendiente'");
+  return (await countByEstatus(db)).pendiente;
+}
+
+/**
+ * How many rows are pendiente, counting no further than `upTo`: the first
+ * `upTo` entries of fila_llm_anahuac_pendiente_idx, however many rows are
+ * finished.
+ */
+export async function countPendingUpTo(db: Queryable, upTo: number): Promise<number> {
+  const { rows } = await db.query(
+    "SELECT count(*)::int AS n FROM (SELECT 1 FROM fila_llm_anahuac WHERE estatus = 'pendiente' ORDER BY id LIMIT $1) AS p",
+    [upTo],
+  );
   return rows[0].n;
 }
 
 /**
- * How many rows are pendiente, counting no further than `upTo`: the legacy
- * table has no index on estatus, so the scan stops as soon as it has enough.
+ * Folds fila_llm_counts into one row (fila_llm_compact_counts), so that
+ * countByEstatus sums few rows; returns how many rows were folded. window_gate
+ * calls it every minute.
  */
-export async function countPendingUpTo(db: Queryable, upTo: number): Promise<number> {
-  const { rows } = await db.query(
-    "SELECT count(*)::int AS n FROM (SELECT 1 FROM fila_llm_anahuac WHERE estatus = 'pendiente' LIMIT $1) AS p",
-    [upTo],
-  );
-  return rows[0].n;
+export async function compactCounts(db: Queryable): Promise<number> {
+  const { rows } = await db.query("SELECT fila_llm_compact_counts() AS folded");
+  return rows[0].folded;
 }
 
 export interface Success {
