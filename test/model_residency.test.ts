@@ -70,7 +70,7 @@ describe("Ollama: the model for the window", () => {
     assert.deepEqual((await rows([id]))[0].estatus, "pendiente");
     assert.equal((await rows([id]))[0].attempts, null, "nothing charged");
     const status = await runCli(["status"], cliEnv(bed.db.url, { WINDOW_START: "00:00", WINDOW_END: "24:00", WINDOW_TZ: "UTC" }));
-    assert.match(status.stdout, /^LLM +http:\/\/127\.0\.0\.1:\d+\/: MISCONFIGURED \(prompts wait until it is fixed\) since .*could not be loaded/m, status.stdout);
+    assert.match(status.stdout, /^LLM +http:\/\/127\.0\.0\.1:\d+\/: DOWN, MISCONFIGURED \(prompts wait until it is fixed\) since .*could not be loaded/m, status.stdout);
     bed.llm.loadFails = false;
     await eventually(() => allListo([id]), 20_000, "the prompt once the model loads");
   });

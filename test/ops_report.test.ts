@@ -146,6 +146,29 @@ describe("the report of one night", () => {
     assert.equal(binned, 12, "every run is in the histogram");
   });
 
+  test("HTML: the timeline has one row per LLM server, with each prompt's bar in its server's row", async () => {
+    await db.pool.query("DELETE FROM fila_llm_anahuac");
+    const [gpu1, gpu2] = ["http://gpu1:11434/", "http://gpu2:11434/"];
+    // Two servers answering side by side from 01:00 local (07:00Z), 10 minutes a prompt.
+    const runs: SeededRun[] = [];
+    for (let i = 1; i <= 4; i++) {
+      for (const server of [gpu1, gpu2]) {
+        runs.push({ estatus: "listo", finishedAt: new Date(Date.parse("2026-11-27T07:00:00Z") + i * 600_000).toISOString(), seconds: 590, server, message: undefined, finishReason: "stop" });
+      }
+    }
+    await seedRuns(db.pool, runs);
+    const html = renderReportHtml(await readNightReport(db.pool, nightOf("2026-11-27", mexico), mexico));
+    const lanes = [...html.matchAll(/<text class="lane"[^>]*>([^<]+)</g)].map((m) => m[1]);
+    assert.deepEqual(lanes, [gpu1, gpu2], "one row per server, named");
+    const bars = [...html.matchAll(/<rect class="run listo" data-id="\d+" x="[\d.]+" y="([\d.]+)"[^>]*><title>[^<]* on (http:[^ <]+)/g)];
+    assert.equal(bars.length, 8, "one bar per prompt");
+    const rowOf = new Map<string, Set<string>>();
+    for (const [, y, server] of bars) rowOf.set(server, (rowOf.get(server) ?? new Set()).add(y));
+    assert.equal(rowOf.get(gpu1)!.size, 1, "a server answering one at a time has one track");
+    assert.equal(rowOf.get(gpu2)!.size, 1);
+    assert.notDeepEqual([...rowOf.get(gpu1)!], [...rowOf.get(gpu2)!], "each server has its own row");
+  });
+
   test("a night that crosses midnight takes the runs from both sides of it", async () => {
     const w = spec("22:00", "06:00", "UTC");
     await db.pool.query("DELETE FROM fila_llm_anahuac");

@@ -121,6 +121,38 @@ describe("status", () => {
     assert.match(renderStatus(await readStatus(db.pool, window, NOW)), /^LLM +no worker has reported on the LLM yet$/m);
   });
 
+  test("per lane: up, down or probing, the prompt in flight on it, and its last night's prompts, busy fraction and tokens/s", async () => {
+    await db.pool.query("DELETE FROM fila_llm_servers");
+    const [gpu1, gpu2, gpu3] = ["http://gpu1:11434/", "http://gpu2:11434/", "http://gpu3:11434/"];
+    // Last night (07:00Z–12:00Z): two prompts on gpu1 (1 h of its 5), one on gpu2, with the server's own counts.
+    await seedRun(db.pool, { estatus: "listo", finishedAt: "2026-11-27T08:00:00Z", seconds: 1800, tokensOut: 100, server: gpu1, serverTokensOut: 9000, evalSeconds: 1500 });
+    await seedRun(db.pool, { estatus: "error", finishedAt: "2026-11-27T09:00:00Z", seconds: 1800, message: "HTTP 500", server: gpu1 });
+    await seedRun(db.pool, { estatus: "listo", finishedAt: "2026-11-27T10:00:00Z", seconds: 360, tokensOut: 720, server: gpu2 });
+    const [running] = [await seedRun(db.pool, { estatus: "pendiente" })];
+    await db.pool.query(
+      `INSERT INTO fila_llm_servers (server, state, since, message, holder_pool) VALUES
+         ($1, 'answering', '2026-11-27T07:00:00Z', NULL, 'pool-a'),
+         ($2, 'outage', '2026-11-27T14:00:00Z', 'cannot reach the LLM at http://gpu2:11434: ECONNREFUSED', 'pool-b'),
+         ($3, 'probing', '2026-11-27T14:59:00Z', NULL, NULL)`,
+      [gpu1, gpu2, gpu3],
+    );
+    await db.pool.query(
+      `UPDATE graphile_worker._private_jobs SET locked_at = now() - interval '12 seconds', locked_by = 'pool-a' WHERE key = fila_llm_job_key($1)`,
+      [running],
+    );
+    const s = await readStatus(db.pool, window, NOW);
+    const lane = (server: string) => s.llm.find((l) => l.server === server)!;
+    assert.deepEqual(lane(gpu1).running.map((r) => r.promptId), [running]);
+    assert.deepEqual(lane(gpu2).running, []);
+    assert.deepEqual(lane(gpu1).lastNight, { prompts: 2, busySeconds: 3600, busyFraction: 0.2, tokensPerSecond: 6 });
+    assert.deepEqual(lane(gpu2).lastNight, { prompts: 1, busySeconds: 360, busyFraction: 0.02, tokensPerSecond: 2 });
+    assert.equal(lane(gpu3).lastNight, null);
+    const text = renderStatus(s);
+    assert.match(text, /^LLM +http:\/\/gpu1:11434\/: up, answering since 2026-11-27 01:00\n +running now: prompt \d+ for 1\d s · last night: 2 prompts, busy 20%, 6\.0 tokens\/s$/m, text);
+    assert.match(text, /^ +http:\/\/gpu2:11434\/: DOWN \(an outage: prompts wait, none is marked error\) since 2026-11-27 08:00: cannot reach .*\n +running now: nothing · last night: 1 prompts, busy 2%, 2\.0 tokens\/s$/m, text);
+    assert.match(text, /^ +http:\/\/gpu3:11434\/: PROBING .* since 2026-11-27 08:59\n +running now: nothing · last night: no prompt$/m, text);
+  });
+
   test("the queue shows rows by estatus, the oldest pending row's age and the prompt being processed now", async () => {
     const { pending } = await seedNights();
     await db.pool.query(

@@ -1,6 +1,6 @@
 /**
  * The morning report as one self-contained HTML page: a timeline of the night
- * (one bar per prompt, coloured by outcome) and a histogram of
+ * (one row per LLM server, one bar per prompt, coloured by outcome) and a histogram of
  * tiempo_ejecucion, drawn as plain SVG here on the server. No script, no
  * font, no image, no stylesheet to fetch: it opens the same offline.
  */
@@ -39,18 +39,41 @@ function timeTicks(fromMs: number, toMs: number, timeZone: string): Date[] {
   return ticks;
 }
 
-/** The timeline: x is local time over the night, one row per prompt in the order they ran. */
+// Height of one track of a lane's row (one request in flight at a time).
+const TRACK_HEIGHT = 28;
+
+/**
+ * A lane's runs on as few tracks as they need: a run goes on the first track
+ * free at its start, so a server that answers one prompt at a time has one
+ * track, one with LLM_CONCURRENCY_PER_SERVER = 4 at most four.
+ */
+function tracksOf(runs: PromptRun[]): PromptRun[][] {
+  const tracks: PromptRun[][] = [];
+  for (const run of runs) {
+    const free = tracks.find((t) => t[t.length - 1].finishedAt.getTime() <= run.startedAt.getTime());
+    if (free) free.push(run);
+    else tracks.push([run]);
+  }
+  return tracks;
+}
+
+/** The timeline: x is local time over the night, one row per lane (LLM server), one bar per prompt. */
 export function timelineSvg(runs: PromptRun[], opensAt: Date, closesAt: Date, timeZone: string): string {
   const sorted = [...runs].sort((a, b) => a.startedAt.getTime() - b.startedAt.getTime() || a.id - b.id);
   // reduce, not Math.min(...): a night can have more runs than a call has arguments.
   const from = sorted.reduce((m, r) => Math.min(m, r.startedAt.getTime()), opensAt.getTime());
   const to = sorted.reduce((m, r) => Math.max(m, r.finishedAt.getTime()), closesAt.getTime());
+  const servers = [...new Set(sorted.map((r) => r.server))].sort((a, b) => (a ?? "").localeCompare(b ?? ""));
+  const lanes = (servers.length > 0 ? servers : [null]).map((server) => ({
+    server,
+    tracks: tracksOf(sorted.filter((r) => r.server === server)),
+  }));
+  const trackCount = lanes.reduce((n, lane) => n + Math.max(1, lane.tracks.length), 0);
   const plotW = WIDTH - MARGIN.left - MARGIN.right;
-  const plotH = Math.min(420, Math.max(160, sorted.length * 6));
+  const plotH = Math.min(420, Math.max(60, trackCount * TRACK_HEIGHT));
+  const trackH = plotH / trackCount;
   const height = MARGIN.top + plotH + MARGIN.bottom;
   const x = (ms: number) => MARGIN.left + ((ms - from) / (to - from)) * plotW;
-  const rowH = plotH / Math.max(sorted.length, 1);
-  const barH = Math.max(rowH > 3 ? rowH - 1 : rowH, 0.6);
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" id="timeline" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" role="img" aria-label="timeline of the night">`);
   out.push(`<rect x="${MARGIN.left}" y="${MARGIN.top}" width="${plotW}" height="${plotH}" fill="#fafafa" stroke="#ccc"/>`);
@@ -60,20 +83,29 @@ export function timelineSvg(runs: PromptRun[], opensAt: Date, closesAt: Date, ti
     out.push(`<line x1="${tx}" x2="${tx}" y1="${MARGIN.top}" y2="${MARGIN.top + plotH}" stroke="#d0d7e2"/>`);
     out.push(`<text x="${tx}" y="${MARGIN.top + plotH + 16}" text-anchor="middle">${hhmm(tick, timeZone)}</text>`);
   }
-  sorted.forEach((r, i) => {
-    const bx = x(r.startedAt.getTime());
-    const bw = Math.max(x(r.finishedAt.getTime()) - bx, 1);
-    const title =
-      sorted.length <= MAX_TOOLTIPS
-        ? `<title>prompt ${r.id}: ${r.estatus}, ${r.seconds.toFixed(2)} s, ${hhmm(r.startedAt, timeZone)}–${hhmm(r.finishedAt, timeZone)}${r.errorMessage ? ` — ${escape(r.errorMessage)}` : ""}</title>`
-        : "";
-    out.push(
-      `<rect class="run ${r.estatus}" data-id="${r.id}" x="${n1(bx)}" y="${n1(MARGIN.top + i * rowH)}" width="${n1(bw)}" height="${n1(barH)}" fill="${COLOURS[r.estatus]}">${title}</rect>`,
-    );
+  let y = MARGIN.top;
+  lanes.forEach((lane, i) => {
+    const laneH = Math.max(1, lane.tracks.length) * trackH;
+    if (i > 0) out.push(`<line class="lane-edge" x1="${MARGIN.left}" x2="${MARGIN.left + plotW}" y1="${n1(y)}" y2="${n1(y)}" stroke="#999"/>`);
+    lane.tracks.forEach((track, t) => {
+      const top = y + t * trackH;
+      const barH = Math.max(trackH > 3 ? trackH - 2 : trackH, 0.6);
+      for (const r of track) {
+        const bx = x(r.startedAt.getTime());
+        const bw = Math.max(x(r.finishedAt.getTime()) - bx, 1);
+        const title =
+          sorted.length <= MAX_TOOLTIPS
+            ? `<title>prompt ${r.id}: ${r.estatus}, ${r.seconds.toFixed(2)} s, ${hhmm(r.startedAt, timeZone)}–${hhmm(r.finishedAt, timeZone)}${r.server ? ` on ${escape(r.server)}` : ""}${r.errorMessage ? ` — ${escape(r.errorMessage)}` : ""}</title>`
+            : "";
+        out.push(
+          `<rect class="run ${r.estatus}" data-id="${r.id}" x="${n1(bx)}" y="${n1(top + 1)}" width="${n1(bw)}" height="${n1(barH)}" fill="${COLOURS[r.estatus]}">${title}</rect>`,
+        );
+      }
+    });
+    out.push(`<text class="lane" x="${MARGIN.left + 4}" y="${n1(y + Math.min(laneH, 14) - 3)}" font-size="11">${escape(lane.server ?? "LLM")}</text>`);
+    y += laneH;
   });
-  out.push(`<text x="${MARGIN.left - 8}" y="${MARGIN.top + 10}" text-anchor="end">first</text>`);
-  out.push(`<text x="${MARGIN.left - 8}" y="${MARGIN.top + plotH}" text-anchor="end">last</text>`);
-  out.push(`<text x="${MARGIN.left}" y="${MARGIN.top - 10}">${escape(`${hhmm(opensAt, timeZone)}–${hhmm(closesAt, timeZone)} ${timeZone}; shaded: the window`)}</text>`);
+  out.push(`<text x="${MARGIN.left}" y="${MARGIN.top - 10}">${escape(`${hhmm(opensAt, timeZone)}–${hhmm(closesAt, timeZone)} ${timeZone}; shaded: the window; one row per LLM server`)}</text>`);
   out.push(`</svg>`);
   return out.join("\n");
 }

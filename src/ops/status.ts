@@ -8,7 +8,7 @@ import { queueState } from "../queue_state";
 import { readControl } from "../sql/control";
 import { runningPrompts, type RunningPrompt } from "../sql/jobs";
 import type { Queryable } from "../sql/queryable";
-import { ERROR_SAMPLE_ROWS, errorGroups, queueCounts, recentListoTimes, type ErrorGroup, type QueueCounts } from "../sql/reports";
+import { ERROR_SAMPLE_ROWS, errorGroups, queueCounts, recentListoTimes, runsByServer, type ErrorGroup, type QueueCounts } from "../sql/reports";
 import { readServerStates, type ServerStatus } from "../sql/servers";
 import { describeWindow, nextWindowChange, type WindowSpec } from "../window";
 import { currentOrNextNight, lastClosedNight, recentNights, type Night } from "./nights";
@@ -61,8 +61,17 @@ export interface Status {
   errors: ErrorGroup[];
   /** How many error rows `errors` groups, when that is fewer than all of them; else null. */
   errorsSampledOf: { rows: number; total: number } | null;
-  /** What the worker last saw of each LLM server (fila_llm_servers). */
-  llm: (Omit<ServerStatus, "since" | "lastLoadAt"> & { since: LocalInstant; lastLoadAt: LocalInstant | null })[];
+  /** Each LLM server (a lane): what the worker last saw of it (fila_llm_servers), what it runs now, and its last night. */
+  llm: LaneStatus[];
+}
+
+export interface LaneStatus extends Omit<ServerStatus, "since" | "lastLoadAt" | "holderSince"> {
+  since: LocalInstant;
+  lastLoadAt: LocalInstant | null;
+  /** The prompts in flight on it now (its lane holder's locked jobs). */
+  running: RunningPrompt[];
+  /** Last night's runs on it; null when it ran none. */
+  lastNight: { prompts: number; busySeconds: number; busyFraction: number; tokensPerSecond: number | null } | null;
 }
 
 /** Reads everything the status screen shows, as of `now`. */
@@ -75,7 +84,9 @@ export async function readStatus(db: Queryable, window: WindowSpec, now = new Da
 
   const counts = await queueCounts(db);
   const running = await runningPrompts(db);
-  const lastNight = await summariseNight(db, lastClosedNight(now, window), window);
+  const lastClosed = lastClosedNight(now, window);
+  const lastNight = await summariseNight(db, lastClosed, window);
+  const lastNightByServer = new Map((await runsByServer(db, lastClosed)).map((lane) => [lane.server, lane]));
 
   const recent = recentNights(now, window, ESTIMATE_NIGHTS);
   const recentStats = await recentListoTimes(db, recent, ESTIMATE_SAMPLE_RUNS);
@@ -113,29 +124,48 @@ export async function readStatus(db: Queryable, window: WindowSpec, now = new Da
     },
     errors: await errorGroups(db, null),
     errorsSampledOf: counts.error > ERROR_SAMPLE_ROWS ? { rows: ERROR_SAMPLE_ROWS, total: counts.error } : null,
-    llm: (await readServerStates(db)).map((server) => ({
-      ...server,
-      since: toLocalInstant(server.since, window.timeZone),
-      lastLoadAt: server.lastLoadAt ? toLocalInstant(server.lastLoadAt, window.timeZone) : null,
-    })),
+    llm: (await readServerStates(db)).map(({ holderSince: _, ...server }) => {
+      const night = lastNightByServer.get(server.server);
+      return {
+        ...server,
+        since: toLocalInstant(server.since, window.timeZone),
+        lastLoadAt: server.lastLoadAt ? toLocalInstant(server.lastLoadAt, window.timeZone) : null,
+        running: running.filter((r) => server.holderPool !== null && r.lockedBy === server.holderPool),
+        lastNight: night
+          ? { prompts: night.prompts, busySeconds: night.busySeconds, busyFraction: lastNight.windowSeconds > 0 ? night.busySeconds / lastNight.windowSeconds : 0, tokensPerSecond: night.tokensPerSecond }
+          : null,
+      };
+    }),
   };
 }
 
+// Each state says first whether the lane is up, down or probing.
 const STATE_WORDS: Record<ServerStatus["state"], string> = {
-  answering: "answering",
+  answering: "up, answering",
+  loading: "up, loading the model",
+  released: "up, model released",
   outage: "DOWN (an outage: prompts wait, none is marked error)",
-  misconfigured: "MISCONFIGURED (prompts wait until it is fixed)",
-  loading: "loading the model",
-  released: "model released",
+  misconfigured: "DOWN, MISCONFIGURED (prompts wait until it is fixed)",
   probing: "PROBING (its outage back-off is over; its health probe runs before it gets a prompt)",
 };
 
-/** One line per LLM server: its state since when, why, and its last model load. */
+/**
+ * Two lines per LLM server (a lane): its state since when, why, and its last
+ * model load; then what it runs now and its last night.
+ */
 function llmLines(s: Status): string[] {
   if (s.llm.length === 0) return ["no worker has reported on the LLM yet"];
-  return s.llm.map((server) => {
+  return s.llm.flatMap((server) => {
     const load = server.lastLoadSeconds !== null && server.lastLoadAt ? ` · last model load ${server.lastLoadSeconds.toFixed(1)} s at ${server.lastLoadAt.local}` : "";
-    return `${server.server}: ${STATE_WORDS[server.state]} since ${server.since.local}${server.message ? `: ${server.message}` : ""}${load}`;
+    const running = server.running.length === 0 ? "nothing" : server.running.map((r) => `prompt ${r.promptId} for ${formatDuration(r.seconds)}`).join(", ");
+    const n = server.lastNight;
+    const night = n === null
+      ? "no prompt"
+      : `${count(n.prompts)} prompts, busy ${(n.busyFraction * 100).toFixed(0)}%, ${n.tokensPerSecond === null ? "–" : n.tokensPerSecond.toFixed(1)} tokens/s`;
+    return [
+      `${server.server}: ${STATE_WORDS[server.state]} since ${server.since.local}${server.message ? `: ${server.message}` : ""}${load}`,
+      `  running now: ${running} · last night: ${night}`,
+    ];
   });
 }
 

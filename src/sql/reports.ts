@@ -72,12 +72,12 @@ const RUN_COLUMNS = `
 // follows the span's runs, never the table's size.
 const RUNS = `
   SELECT ${RUN_COLUMNS},
-         o.finish_reason, o.server_tokens_out, o.load_seconds, o.prompt_eval_seconds, o.eval_seconds, o.error_message
+         o.finish_reason, o.server_tokens_out, o.load_seconds, o.prompt_eval_seconds, o.eval_seconds, o.error_message, o.server
     FROM fila_llm_anahuac a
     LEFT JOIN LATERAL (
       SELECT o.finish_reason, o.server_tokens_out, o.load_seconds::float8 AS load_seconds,
              o.prompt_eval_seconds::float8 AS prompt_eval_seconds, o.eval_seconds::float8 AS eval_seconds,
-             o.error_message
+             o.error_message, o.server
         FROM fila_llm_outcome o WHERE o.prompt_id = a.id OFFSET 0) o ON true
    WHERE ${FINISHED_NEAR_SPANS}`;
 
@@ -200,9 +200,14 @@ export interface PromptRun {
   tokensIn: number | null;
   tokensOut: number | null;
   errorMessage: string | null;
+  /** The server (lane) that ran it; null for runs from before lanes, or that never reached a server. */
+  server: string | null;
 }
 
-function promptRun(r: { id: number; estatus: "listo" | "error"; seconds: number; finished_at: Date; tokens_in: number | null; tokens_out: number | null; error_message: string | null }): PromptRun {
+function promptRun(r: {
+  id: number; estatus: "listo" | "error"; seconds: number; finished_at: Date; tokens_in: number | null; tokens_out: number | null;
+  error_message: string | null; server?: string | null;
+}): PromptRun {
   return {
     id: r.id,
     estatus: r.estatus,
@@ -212,19 +217,47 @@ function promptRun(r: { id: number; estatus: "listo" | "error"; seconds: number;
     tokensIn: r.tokens_in,
     tokensOut: r.tokens_out,
     errorMessage: r.error_message,
+    server: r.server ?? null,
   };
 }
 
 /** Every run of one span, in the order they finished: the report's timeline. */
 export async function runsIn(db: Queryable, span: Span): Promise<PromptRun[]> {
   const { rows } = await db.query(
-    `SELECT r.id, r.estatus, r.seconds, r.finished_at, r.tokens_in, r.tokens_out, r.error_message
+    `SELECT r.id, r.estatus, r.seconds, r.finished_at, r.tokens_in, r.tokens_out, r.error_message, r.server
        FROM (${RUNS}) r
       WHERE ${IN_SPANS}
       ORDER BY r.finished_at, r.id`,
     spanParams([span]),
   );
   return rows.map(promptRun);
+}
+
+export interface LaneRuns {
+  /** The server; null for the runs recorded before lanes existed. */
+  server: string | null;
+  prompts: number;
+  /** Its LLM time: tiempo_ejecucion summed over its runs. */
+  busySeconds: number;
+  /** Its own generation speed where it reports its counts and times, else tiktoken's tokens over its 'listo' time. */
+  tokensPerSecond: number | null;
+}
+
+/** The runs of one span, per server (lane): how many, the LLM time, the speed. */
+export async function runsByServer(db: Queryable, span: Span): Promise<LaneRuns[]> {
+  const { rows } = await db.query(
+    `SELECT r.server, count(*)::int AS prompts, coalesce(sum(r.seconds), 0)::float8 AS busy_seconds,
+            coalesce(
+              sum(r.server_tokens_out) FILTER (WHERE r.eval_seconds > 0)::float8 / nullif(sum(r.eval_seconds) FILTER (WHERE r.server_tokens_out IS NOT NULL), 0),
+              sum(r.tokens_out) FILTER (WHERE r.estatus = 'listo')::float8 / nullif(sum(r.seconds) FILTER (WHERE r.estatus = 'listo'), 0)
+            ) AS tokens_per_second
+       FROM (${RUNS}) r
+      WHERE ${IN_SPANS}
+      GROUP BY r.server
+      ORDER BY r.server NULLS FIRST`,
+    spanParams([span]),
+  );
+  return rows.map((r) => ({ server: r.server, prompts: r.prompts, busySeconds: r.busy_seconds, tokensPerSecond: r.tokens_per_second }));
 }
 
 /** The `count` longest runs of one span, longest first (then by id): the text report's "slowest prompts". */

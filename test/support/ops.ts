@@ -23,6 +23,8 @@ export interface SeededRun {
   loadSeconds?: number;
   promptEvalSeconds?: number;
   evalSeconds?: number;
+  /** fila_llm_outcome.server: the lane that ran it. */
+  server?: string;
   /** fecha_in, as an instant; default now(). */
   insertedAt?: string;
   prompt?: string;
@@ -69,15 +71,17 @@ export async function seedRuns(pool: Pool, runs: SeededRun[]): Promise<number[]>
     ],
   );
   const outcomes = runs.flatMap((r, i) =>
-    r.message !== undefined || r.attempts !== undefined || r.finishReason !== undefined || r.evalSeconds !== undefined ? [{ id: ids[i], run: r }] : [],
+    r.message !== undefined || r.attempts !== undefined || r.finishReason !== undefined || r.evalSeconds !== undefined || r.server !== undefined
+      ? [{ id: ids[i], run: r }]
+      : [],
   );
   if (outcomes.length > 0) {
     await pool.query(
       `INSERT INTO fila_llm_outcome (prompt_id, estatus, error_message, attempts, finish_reason, server_tokens_out,
-                                     load_seconds, prompt_eval_seconds, eval_seconds, finished_at)
-       SELECT prompt_id, estatus, error_message, attempts, finish_reason, server_tokens_out, load_seconds, prompt_eval_seconds, eval_seconds, now()
-         FROM unnest($1::int[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::numeric[], $8::numeric[], $9::numeric[])
-              AS o(prompt_id, estatus, error_message, attempts, finish_reason, server_tokens_out, load_seconds, prompt_eval_seconds, eval_seconds)`,
+                                     load_seconds, prompt_eval_seconds, eval_seconds, server, finished_at)
+       SELECT prompt_id, estatus, error_message, attempts, finish_reason, server_tokens_out, load_seconds, prompt_eval_seconds, eval_seconds, server, now()
+         FROM unnest($1::int[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[], $7::numeric[], $8::numeric[], $9::numeric[], $10::text[])
+              AS o(prompt_id, estatus, error_message, attempts, finish_reason, server_tokens_out, load_seconds, prompt_eval_seconds, eval_seconds, server)`,
       [
         outcomes.map((o) => o.id),
         outcomes.map((o) => o.run.estatus),
@@ -88,6 +92,7 @@ export async function seedRuns(pool: Pool, runs: SeededRun[]): Promise<number[]>
         outcomes.map((o) => o.run.loadSeconds ?? null),
         outcomes.map((o) => o.run.promptEvalSeconds ?? null),
         outcomes.map((o) => o.run.evalSeconds ?? null),
+        outcomes.map((o) => o.run.server ?? null),
       ],
     );
   }
