@@ -4,7 +4,7 @@
  * waited out; anything else is a real error. The embedded PostgreSQL that
  * `npm start` uses when DATABASE_URL is unset is in src/embedded_postgres.ts.
  */
-import { Pool } from "pg";
+import { Pool, type PoolClient } from "pg";
 import { logger, registerSecret, type Log } from "./log";
 
 const log = logger("db");
@@ -27,6 +27,19 @@ export function createPool(connectionString: string, maxConnections = 5, setting
   // Same for a client that is checked out when its connection dies; graphile-worker checks for this too.
   pool.on("connect", (client) => client.on("error", (error) => log.debug("database connection lost", { error: error.message })));
   return pool;
+}
+
+/** Runs `query` on a client of `pool`, released afterwards (destroyed if its connection broke). */
+export async function withClient<T>(pool: Pool, query: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    const result = await query(client);
+    client.release();
+    return result;
+  } catch (error) {
+    client.release(isDatabaseUnavailable(error) ? (error as Error) : undefined);
+    throw error;
+  }
 }
 
 // SQLSTATEs that mean "the server is going away or not back yet", not "your query is wrong".

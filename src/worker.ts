@@ -21,7 +21,7 @@ import windowGate from "../tasks/window_gate";
 import { answersWritten } from "./answer_writer";
 import type { Config } from "./config";
 import { setAppContext } from "./context";
-import { isDatabaseUnavailable } from "./db";
+import { createPool, isDatabaseUnavailable } from "./db";
 import { Gate, type Clock } from "./gate";
 import { Lane } from "./lane";
 import { graphileLogger, logger, registerSecret } from "./log";
@@ -62,13 +62,13 @@ export function absorbDatabaseRejection(error: unknown): boolean {
 }
 
 /**
- * The connections one worker process needs at most: each runner's LISTEN
- * connection and one per slot, the answer writer, the reaper, the gate's
- * control read and the orphan repair.
+ * The connections of the durable pool one worker process needs at most: the
+ * housekeeping runner's LISTEN connection and slot, one per prompt slot (its
+ * row's reads and writes), the answer writer, the reaper, the gate's control
+ * read and the orphan repair. The lanes' runners have a pool of their own.
  */
 export function poolSize(config: Config): number {
-  const lanes = config.llm.baseUrls.length;
-  return 4 + (1 + HOUSEKEEPING_CONCURRENCY) + lanes * (1 + config.llm.concurrencyPerServer);
+  return 4 + (1 + HOUSEKEEPING_CONCURRENCY) + config.llm.baseUrls.length * config.llm.concurrencyPerServer;
 }
 
 export interface WorkerHandle {
@@ -109,7 +109,16 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   await session.start();
   const promptJobFlag = await readPromptJobFlag(pool);
   const gate = new Gate({ window: config.window, pool, session, clock: options.clock ?? (() => new Date()), promptJobFlag, recheckMs: config.pollIntervalMs });
-  setAppContext({ config, gate, session, tokens });
+  setAppContext({ config, pool, gate, session, tokens });
+  // The lanes' runners fetch and complete their jobs on a pool of their own
+  // whose commits do not wait for the disk (synchronous_commit=off). Each
+  // fetch is a commit on the LLM's critical path, and while a bulk
+  // statement's jobs are added, waiting for the WAL flush behind them made
+  // the LLM wait over 100 ms between two answers. What a crash of PostgreSQL
+  // can lose here is only the last fraction of a second of job bookkeeping: a
+  // lock (the job runs again) or a completion (the job runs again and finds
+  // its row answered). The rows themselves are written on the durable pool.
+  const jobsPool = createPool(connectionString, lanes.length * (1 + config.llm.concurrencyPerServer) + 2, { synchronous_commit: "off" });
 
   // The jobs a lost completion must not free, per queue: those whose task is running.
   const running: Record<JobQueue, Set<string>> = { prompts: new Set(), housekeeping: new Set() };
@@ -128,7 +137,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
     events.on("job:start", ({ job }) => running[spec.queue].add(job.id));
     events.on("job:complete", ({ job }) => running[spec.queue].delete(job.id));
     return run({
-      pgPool: pool,
+      pgPool: spec.queue === "prompts" ? jobsPool : pool,
       ...(spec.queue === "housekeeping" ? { schema: HOUSEKEEPING_SCHEMA } : {}),
       concurrency: spec.concurrency,
       noHandleSignals: true,
@@ -169,6 +178,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   } catch (error) {
     gate.beginShutdown();
     await stopRunners();
+    await jobsPool.end().catch(() => {});
     await session.close();
     await Promise.all(lanes.map((lane) => lane.close()));
     throw error;
@@ -234,6 +244,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
         // Until here a lost completion is still absorbed: the job is freed by
         // the next start's reaper, once this process and its locks are gone.
         liveWorkers.delete(live);
+        await jobsPool.end().catch((error) => log.debug("could not close the jobs' pool", { error: (error as Error).message }));
         await session.close();
         await Promise.all(lanes.map((lane) => lane.close()));
         setAppContext(null);

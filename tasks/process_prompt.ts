@@ -16,7 +16,7 @@ import type { JobHelpers, Task } from "graphile-worker";
 import { writeBehind } from "../src/answer_writer";
 import { callSignals } from "../src/call_signals";
 import { appContext } from "../src/context";
-import { retryWhileDatabaseAway } from "../src/db";
+import { retryWhileDatabaseAway, withClient } from "../src/db";
 import { decideFailure } from "../src/failure_policy";
 import { LlmError, type LlmAnswer } from "../src/llm/client";
 import { trimmedMessage, trimmedPrompt } from "../src/llm/truncation";
@@ -44,10 +44,13 @@ const DATABASE_WAIT_MAX_SECONDS = 600;
  * The job's database access, waiting out a database restart: every query here
  * is safe to repeat (guarded by estatus = 'pendiente', or keyed by job key).
  * Stops waiting when graphile-worker aborts the job (shutdown grace over).
+ * On the durable pool, not graphile-worker's (whose commits do not wait for
+ * the disk: see src/worker.ts): an answer is on disk once it is logged listo.
  */
 function jobDatabase(helpers: JobHelpers, id: number): JobDatabase {
+  const { pool } = appContext();
   return (what, query) =>
-    retryWhileDatabaseAway(`${what} for prompt ${id}`, () => helpers.withPgClient(query), {
+    retryWhileDatabaseAway(`${what} for prompt ${id}`, () => withClient(pool, query), {
       log,
       maxWaitSeconds: DATABASE_WAIT_MAX_SECONDS,
       signal: helpers.abortSignal,
