@@ -7,26 +7,38 @@
  * before its answer is stored. If the process dies in that millisecond, the
  * row stays 'pendiente' without a job; window_gate re-enqueues it within a
  * minute and the prompt runs again. Nothing is lost and nothing stays stuck.
- * At most one answer waits at a time, and stopping the worker waits for it.
+ *
+ * A few answers may wait at once, each on its own connection: an answer is
+ * durable only once the disk has its WAL, and while a bulk statement's jobs
+ * are being added that flush took 60 to 90 ms here, longer than a short
+ * answer; with one write at a time the LLM waited for it. Stopping the worker
+ * waits for every one.
  */
 import { logger } from "./log";
 
 const log = logger("prompt");
 
-let pending: Promise<void> = Promise.resolve();
+// Enough to ride out a slow disk flush of a few answers' length; small
+// enough that the answers held in memory meanwhile stay a handful.
+export const MAX_WAITING_ANSWERS = 4;
 
-/** Starts `write` once the previous answer is stored; resolves when it has started. */
+const writing = new Set<Promise<void>>();
+
+/** Starts `write` once fewer than MAX_WAITING_ANSWERS answers are being stored; resolves when it has started. */
 export async function writeBehind(id: number, write: () => Promise<void>): Promise<void> {
-  await pending;
-  pending = write().catch((error) => {
-    log.error(`prompt ${id}: its answer could not be written; it stays pendiente and runs again`, {
-      id,
-      error: (error as Error).message,
-    });
-  });
+  while (writing.size >= MAX_WAITING_ANSWERS) await Promise.race(writing);
+  const done: Promise<void> = write()
+    .catch((error) => {
+      log.error(`prompt ${id}: its answer could not be written; it stays pendiente and runs again`, {
+        id,
+        error: (error as Error).message,
+      });
+    })
+    .finally(() => writing.delete(done));
+  writing.add(done);
 }
 
 /** Resolves when every answer handed to writeBehind is stored (or has failed). */
-export function answersWritten(): Promise<void> {
-  return pending;
+export async function answersWritten(): Promise<void> {
+  while (writing.size > 0) await Promise.all(writing);
 }

@@ -18,7 +18,7 @@ import { run, type Runner, type TaskList, type WorkerEvents } from "graphile-wor
 import enqueuePrompts from "../tasks/enqueue_prompts";
 import processPrompt from "../tasks/process_prompt";
 import windowGate from "../tasks/window_gate";
-import { answersWritten } from "./answer_writer";
+import { answersWritten, MAX_WAITING_ANSWERS } from "./answer_writer";
 import type { Config } from "./config";
 import { setAppContext } from "./context";
 import { createPool, isDatabaseUnavailable } from "./db";
@@ -64,11 +64,11 @@ export function absorbDatabaseRejection(error: unknown): boolean {
 /**
  * The connections of the durable pool one worker process needs at most: the
  * housekeeping runner's LISTEN connection and slot, one per prompt slot (its
- * row's reads and writes), the answer writer, the reaper, the gate's control
- * read and the orphan repair. The lanes' runners have a pool of their own.
+ * row's reads and writes), the answers being written, the reaper, the gate's
+ * control read and the orphan repair. The lanes' runners have a pool of their own.
  */
 export function poolSize(config: Config): number {
-  return 4 + (1 + HOUSEKEEPING_CONCURRENCY) + config.llm.baseUrls.length * config.llm.concurrencyPerServer;
+  return 3 + (1 + HOUSEKEEPING_CONCURRENCY) + MAX_WAITING_ANSWERS + config.llm.baseUrls.length * config.llm.concurrencyPerServer;
 }
 
 export interface WorkerHandle {
