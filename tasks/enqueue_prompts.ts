@@ -8,11 +8,13 @@
  * it carries on where it stopped.
  *
  * It runs in the housekeeping runner, beside the prompts (src/worker.ts), so
- * the LLM keeps answering meanwhile; it rests as long as each batch took
- * before the next, so that it takes at most half of the database's time from
- * the prompts (on two cores, back-to-back batches made the LLM wait up to
- * 48 ms between two answers). A 1,000,000-row INSERT still gets its jobs in
- * about a minute, far ahead of what any LLM answers.
+ * the LLM keeps answering meanwhile. What it must not do is flood the
+ * write-ahead log: every answer's commit waits for the disk to take the WAL
+ * written before it, and back-to-back batches of 5,000 jobs made that wait
+ * 60–100 ms here, longer than a short answer. So the batches are small and
+ * it rests twice as long as each took: a 1,000,000-row INSERT gets its jobs
+ * in about 2.5 minutes here (docs/benchmarks.md), far ahead of what any LLM
+ * answers, and the LLM's gaps stay under 40 ms meanwhile.
  */
 import type { Task } from "graphile-worker";
 import { logger } from "../src/log";
@@ -29,9 +31,12 @@ declare global {
 
 const log = logger("enqueue");
 
-// Large enough to amortise each add_jobs call, small enough that one batch
-// (~80 ms) never holds the worker long between two prompts.
-export const BATCH_ROWS = 5_000;
+// Large enough to amortise each add_jobs call, small enough that one batch's
+// WAL never makes an answer's commit wait long.
+export const BATCH_ROWS = 1_000;
+// Rest this many times as long as the last batch took: the WAL then grows at
+// a third of the rate a tight loop writes it.
+const REST_FACTOR = 2;
 
 function isRange(value: unknown): value is { from: number; to: number; at: string } {
   const r = value as { from?: unknown; to?: unknown; at?: unknown } | null;
@@ -52,7 +57,7 @@ const enqueuePrompts: Task<"enqueue_prompts"> = async (payload, helpers) => {
       if (last === null) break;
       batches += 1;
       next = last + 1;
-      await rest(performance.now() - startedMs, helpers.abortSignal);
+      await rest(REST_FACTOR * (performance.now() - startedMs), helpers.abortSignal);
     }
     log.info(`enqueued the prompts of a bulk statement, ids ${from}–${to}`, { from, to, batches });
   }
