@@ -43,6 +43,17 @@ const LOST_COMPLETION_SEARCH_MS = 20_000;
 // bulk statement's jobs are added a batch at a time, so one is enough.
 const HOUSEKEEPING_CONCURRENCY = 1;
 
+// How long a stop waits for the last job completions on the jobs' pool.
+const JOBS_POOL_DRAIN_MS = 5_000;
+
+/** Resolves when no query is running or waiting on `pool` (or after `maxMs`). */
+async function poolIdle(pool: Pool, maxMs: number): Promise<void> {
+  const deadline = Date.now() + maxMs;
+  do {
+    await new Promise((r) => setTimeout(r, 10));
+  } while ((pool.waitingCount > 0 || pool.idleCount < pool.totalCount) && Date.now() < deadline);
+}
+
 /** The workers running in this process that can take on a lost completion. */
 const liveWorkers = new Set<{ completionLost(): void }>();
 
@@ -244,6 +255,9 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
         // Until here a lost completion is still absorbed: the job is freed by
         // the next start's reaper, once this process and its locks are gone.
         liveWorkers.delete(live);
+        // graphile-worker does not await a job's completion (see above): it may
+        // still be on its way when the runners have stopped.
+        await poolIdle(jobsPool, JOBS_POOL_DRAIN_MS);
         await jobsPool.end().catch((error) => log.debug("could not close the jobs' pool", { error: (error as Error).message }));
         await session.close();
         await Promise.all(lanes.map((lane) => lane.close()));
