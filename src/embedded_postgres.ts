@@ -87,7 +87,11 @@ export function embeddedDataDir(dir: string): string {
 
 export interface EmbeddedPostgres {
   connectionString: string;
-  stop(): Promise<void>;
+  /**
+   * Fast shutdown; or, with `immediate`, as a crash would end it: no
+   * checkpoint, and commits not yet on disk are lost (the fault tests use it).
+   */
+  stop(options?: { immediate?: boolean }): Promise<void>;
 }
 
 interface Account {
@@ -125,7 +129,7 @@ export async function startEmbeddedPostgres(
     throw new EmbeddedPostgresError((error as Error).message);
   }
   stopWithProcess(server, options.callerStopsOnSignals ?? false);
-  return { connectionString: embeddedUrl(port), stop: () => stopServer(server) };
+  return { connectionString: embeddedUrl(port), stop: (options) => stopServer(server, options?.immediate ? "SIGQUIT" : "SIGINT") };
 }
 
 /** The uid and gid of the postgres OS user, created first if it does not exist. */
@@ -328,7 +332,7 @@ function stopWithProcess(server: ChildProcess, callerStopsOnSignals: boolean): v
   const signals: NodeJS.Signals[] = callerStopsOnSignals ? ["SIGHUP"] : ["SIGHUP", "SIGINT", "SIGTERM"];
   for (const signal of signals) {
     hookOnce(signal, () => {
-      void Promise.all([...running].map(stopServer)).finally(() => process.exit(128 + os.constants.signals[signal]));
+      void Promise.all([...running].map((s) => stopServer(s))).finally(() => process.exit(128 + os.constants.signals[signal]));
     });
   }
 }
@@ -339,12 +343,16 @@ function hookOnce(event: string, listener: () => void): void {
   process.on(event, listener);
 }
 
-/** Fast shutdown (SIGINT): sessions are ended, a checkpoint is written, and the server exits. */
-async function stopServer(server: ChildProcess): Promise<void> {
+/**
+ * Fast shutdown (SIGINT): sessions are ended, a checkpoint is written, and the
+ * server exits. SIGQUIT is PostgreSQL's immediate shutdown: it exits at once,
+ * and the next start recovers from the WAL on disk.
+ */
+async function stopServer(server: ChildProcess, signal: "SIGINT" | "SIGQUIT" = "SIGINT"): Promise<void> {
   if (!running.has(server)) return;
   running.delete(server);
   if (server.exitCode !== null || server.signalCode !== null) return;
   const exited = once(server, "exit");
-  server.kill("SIGINT");
+  server.kill(signal);
   await exited;
 }

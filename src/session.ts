@@ -39,6 +39,8 @@ export class Session {
     private readonly connectionString: string,
     /** Told each time this session takes a lane (the worker records who runs it, for status). */
     private readonly onLaneTaken: (server: string) => void = () => {},
+    /** Told each time the session comes back after its connection was lost (PostgreSQL restarted or crashed). */
+    private readonly onRestored: () => void = () => {},
   ) {}
 
   /** Connects; throws if the database cannot be reached at start-up. */
@@ -132,6 +134,7 @@ export class Session {
       try {
         await this.connect();
         log.info("database session restored");
+        this.onRestored();
       } catch {
         if (!this.closed) this.scheduleReconnect();
       }

@@ -116,7 +116,17 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   const tokens = getTokenCounter(config.tokenEncoding);
   await tokens.count("warm-up");
   const lanes = config.llm.baseUrls.map((url) => new Lane(config.llm, url, pool));
-  const session = new Session(connectionString, (server) => lanes.find((lane) => lane.server === server)?.taken());
+  // When a completion was last lost; null when there is nothing to free.
+  let completionLostAtMs: number | null = null;
+  const session = new Session(
+    connectionString,
+    (server) => lanes.find((lane) => lane.server === server)?.taken(),
+    // A PostgreSQL crash can also lose a completion that was acknowledged:
+    // the jobs' pool does not wait for the disk (below). Whatever this
+    // process still holds and no longer runs is then freed, as for a
+    // completion whose query failed.
+    () => (completionLostAtMs = Date.now()),
+  );
   await session.start();
   const promptJobFlag = await readPromptJobFlag(pool);
   const gate = new Gate({ window: config.window, pool, session, clock: options.clock ?? (() => new Date()), promptJobFlag, recheckMs: config.pollIntervalMs });
@@ -134,8 +144,6 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   // The jobs a lost completion must not free, per queue: those whose task is running.
   const running: Record<JobQueue, Set<string>> = { prompts: new Set(), housekeeping: new Set() };
   const poolIds: Record<JobQueue, Set<string>> = { prompts: new Set(), housekeeping: new Set() };
-  // When a completion was last lost; null when there is nothing to free.
-  let completionLostAtMs: number | null = null;
   const live = { completionLost: () => (completionLostAtMs = Date.now()) };
 
   const startRunner = (spec: RunnerSpec): Promise<Runner> => {

@@ -84,4 +84,27 @@ describe("a database restart mid-drain", () => {
     const { rows: jobs } = await db.pool!.query("SELECT count(*)::int AS n FROM fila_llm_jobs");
     assert.equal(jobs[0].n, 0, "no job left behind");
   });
+
+  test("PostgreSQL crashes (immediate shutdown) three times mid-drain: commits not yet on disk are lost, yet every row ends listo once, and no job is left locked", async () => {
+    await worker?.stop("SIGTERM");
+    await db.pool!.query("TRUNCATE fila_llm_anahuac, fila_llm_outcome RESTART IDENTITY; DELETE FROM test_answer_writes; DELETE FROM graphile_worker._private_jobs");
+    llm.requests.length = 0;
+    llm.behaviour = () => ({ delayMs: 20 });
+    await db.pool!.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'caída ' || lpad(g::text, 3, '0') FROM generate_series(1, 150) g");
+    worker = startChildWorker({ ...testEnv(llm.origin), DATABASE_URL: db.url });
+    await worker.waitFor(/worker ready/);
+    for (let crash = 0; crash < 3; crash++) {
+      const before = (await counts()).listo;
+      await eventually(async () => (await counts()).listo >= before + 25, 30_000, "25 more rows answered");
+      await db.stopServer({ crash: true });
+      await sleep(1_000);
+      await db.startServer();
+    }
+    // A completion lost in a crash leaves a job locked by this live worker; it is freed once the session is back.
+    await eventually(async () => (await counts()).pendiente === 0, 120_000, "every row to leave pendiente");
+    assert.deepEqual(await counts(), { listo: 150, pendiente: 0, error: 0 });
+    assert.deepEqual(await answersWrittenTwice(db.pool!), [], "no answer written twice");
+    await eventually(async () => (await db.pool!.query("SELECT count(*)::int AS n FROM fila_llm_jobs")).rows[0].n === 0, 30_000, "no job left behind");
+    assert.equal(worker.process.exitCode, null, "the same worker process carried on");
+  });
 });

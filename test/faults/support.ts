@@ -129,9 +129,13 @@ export class RestartableDatabase {
     return this.server?.connectionString ?? embeddedUrl(this.port);
   }
 
-  /** Fast shutdown, as `pg_ctlcluster … restart` does: every session is terminated. */
-  async stopServer(): Promise<void> {
-    await this.server?.stop();
+  /**
+   * Fast shutdown, as `pg_ctlcluster … restart` does: every session is
+   * terminated. With `crash`, an immediate shutdown, as a crash of the server
+   * or its machine: commits that were not yet on disk are lost.
+   */
+  async stopServer(options: { crash?: boolean } = {}): Promise<void> {
+    await this.server?.stop({ immediate: options.crash === true });
     this.server = null;
   }
 
