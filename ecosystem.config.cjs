@@ -5,8 +5,9 @@
  *   pm2 logs fila-llm
  *   pm2 save && pm2 startup    (start it again when the machine boots)
  *
- * One process in fork mode: prompts run one at a time anyway (the leader lock
- * in src/session.ts), and a second worker belongs on another machine.
+ * One process in fork mode: each LLM server's prompts run in one process
+ * anyway (the lane locks in src/session.ts), and a second worker belongs on
+ * another machine.
  */
 const fs = require("node:fs");
 const path = require("node:path");

@@ -101,7 +101,7 @@ async function seed(pool: Pool, backlog: number): Promise<void> {
       const last: number | null = await enqueueRange(pool, next, toId, at[0].at, SEED_BATCH);
       next = last === null ? null : last + 1;
     }
-    await pool.query("DELETE FROM fila_llm_housekeeping._private_jobs WHERE key = 'fila_llm_enqueue_prompts'");
+    await pool.query("DELETE FROM fila_llm_housekeeping._private_jobs");
   }
   // A backlog that has waited has been vacuumed and analysed by autovacuum; left to it now, that
   // work (minutes of one core for a million rows) would land inside the measurement.
@@ -155,7 +155,7 @@ async function bulkInsert(pool: Pool, llm: FakeLlm, rows: number): Promise<BulkR
   const insertedHr = hrNow();
   const insertSeconds = (insertedHr - startedHr) / 1000;
   await waitUntil(
-    async () => (await pool.query("SELECT 1 FROM fila_llm_housekeeping._private_jobs WHERE key = 'fila_llm_enqueue_prompts'")).rowCount === 0,
+    async () => !(await pool.query("SELECT fila_llm_bulk_enqueue_pending() AS pending")).rows[0].pending,
     600_000,
     "the bulk INSERT's jobs",
     100,

@@ -39,7 +39,7 @@ export async function insertPrompts(pool: Pool, count: number): Promise<void> {
     [count],
   );
   await pool.query(`SELECT fila_llm_enqueue(array_agg(id ORDER BY id)) FROM fila_llm_anahuac WHERE estatus = 'pendiente';
-    DELETE FROM fila_llm_housekeeping._private_jobs WHERE key = 'fila_llm_enqueue_prompts'`);
+    DELETE FROM fila_llm_housekeeping._private_jobs`);
 }
 
 /** The worker's settings for the bench: always open, production defaults otherwise. */

@@ -15,25 +15,38 @@
 -- over every waiting prompt to find none: 0.26 s at 1,000,000 prompts, on
 -- every poll. In a table of their own, the housekeeping jobs are found at once.
 
--- Bulk statements get their enqueue_prompts job in the housekeeping queue. While
--- one is still adding its jobs, later statements (small ones too) are appended
--- to it rather than enqueued at once, so that their rows can never run before
--- the bulk rows that were inserted first: the prompts now keep flowing while a
--- bulk statement's jobs are being added.
+-- True while a bulk statement's jobs are still being added: an enqueue_prompts
+-- job waits or runs (one that graphile-worker gave up on does not count).
+-- The triggers and the orphan repair (src/sql/jobs.ts) both ask it.
+CREATE FUNCTION fila_llm_bulk_enqueue_pending() RETURNS BOOLEAN
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+  SELECT EXISTS (SELECT 1 FROM fila_llm_housekeeping._private_jobs j
+                   JOIN fila_llm_housekeeping._private_tasks t ON t.id = j.task_id
+                  WHERE t.identifier = 'enqueue_prompts' AND j.attempts < j.max_attempts)
+$$;
+
+-- Bulk statements get an enqueue_prompts job of their own in the housekeeping
+-- queue. While one is still adding its jobs, later statements (small ones
+-- too) get one as well, rather than their jobs at once, so that their rows can
+-- never run before the bulk rows inserted first: the prompts keep flowing
+-- while a bulk statement's jobs are being added. The housekeeping runner has
+-- one slot and takes its jobs in run_at order, so the statements' jobs are
+-- added in the order the statements ran. No job key: a keyed job that is
+-- running has its key taken by the next add_job, which then gives up on it
+-- for good if it fails, and every inserting transaction would wait on that
+-- one job row until it commits.
 CREATE OR REPLACE FUNCTION fila_llm_enqueue_statement(prompt_ids INT[]) RETURNS VOID
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 BEGIN
   IF cardinality(prompt_ids) IS NULL THEN
     RETURN;
-  ELSIF cardinality(prompt_ids) <= 1000
-        AND NOT EXISTS (SELECT 1 FROM fila_llm_housekeeping._private_jobs WHERE key = 'fila_llm_enqueue_prompts') THEN
+  ELSIF cardinality(prompt_ids) <= 1000 AND NOT fila_llm_bulk_enqueue_pending() THEN
     PERFORM fila_llm_enqueue(prompt_ids);
   ELSE
-    -- One keyed job for all bulk statements: graphile-worker appends array
-    -- payloads of the same key, and the job adds their ranges in order.
+    -- run_at by the clock, not now(): two statements of one transaction keep their order.
     PERFORM fila_llm_housekeeping.add_job('enqueue_prompts',
       json_build_array(json_build_object('from', prompt_ids[1], 'to', prompt_ids[cardinality(prompt_ids)], 'at', now())),
-      job_key := 'fila_llm_enqueue_prompts', job_key_mode := 'preserve_run_at');
+      run_at := clock_timestamp());
   END IF;
 END $$;
 
@@ -42,7 +55,7 @@ REVOKE EXECUTE ON FUNCTION fila_llm_enqueue_statement(INT[]) FROM PUBLIC;
 -- A bulk statement whose jobs were still being added moves to the new queue
 -- with its ranges; the crontab's gate jobs of the old place are dropped (the
 -- housekeeping runner's crontab schedules its own).
-SELECT fila_llm_housekeeping.add_job('enqueue_prompts', j.payload, job_key := 'fila_llm_enqueue_prompts', job_key_mode := 'preserve_run_at')
+SELECT fila_llm_housekeeping.add_job('enqueue_prompts', j.payload, run_at := j.run_at)
   FROM graphile_worker._private_jobs j
   JOIN graphile_worker._private_tasks t ON t.id = j.task_id
  WHERE t.identifier = 'enqueue_prompts';

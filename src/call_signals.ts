@@ -1,6 +1,6 @@
 /**
  * What may cancel an LLM call from outside: the shutdown grace running out,
- * this process losing leadership (another may start a prompt at once), and,
+ * this process losing the lane (another may start a prompt on that server at once), and,
  * with WINDOW_END_POLICY=cancel, the window's end (so that the GPU is free
  * at 06:00 sharp). A call cancelled this way is never the prompt's fault: it
  * keeps its place, with no attempt used.

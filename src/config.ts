@@ -131,18 +131,23 @@ const MAX_SERVERS = 64;
 function httpUrls(env: Env, name: string, fallback: string): string[] {
   const raw = text(env, name) ?? fallback;
   const expected = "an http:// or https:// URL, or several separated by commas (one per server)";
+  // What an error quotes: the value without any user:password@ it may hold.
+  const shown = env[name]?.replace(/\/\/[^/@]*@/g, "//***@");
   const urls = raw.split(",").map((part) => part.trim().replace(/\/+$/, ""));
   for (const part of urls) {
     let url: URL;
     try {
       url = new URL(part);
     } catch {
-      throw new ConfigError(name, expected, env[name]);
+      throw new ConfigError(name, expected, shown);
     }
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw new ConfigError(name, expected, env[name]);
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new ConfigError(name, expected, shown);
   }
-  if (new Set(urls).size !== urls.length) throw new ConfigError(name, `${expected}, each once`, env[name]);
-  if (urls.length > MAX_SERVERS) throw new ConfigError(name, `at most ${MAX_SERVERS} servers`, env[name]);
+  // Each once by the name its lane goes by (no credentials; host and port as the URL standard writes them):
+  // two spellings of one server would be two lanes, and that server would get twice its requests.
+  const names = urls.map(serverName);
+  if (new Set(names).size !== names.length) throw new ConfigError(name, `${expected}, each server once`, shown);
+  if (urls.length > MAX_SERVERS) throw new ConfigError(name, `at most ${MAX_SERVERS} servers`, shown);
   return urls;
 }
 

@@ -64,7 +64,7 @@ export function decideFailure(facts: FailureFacts, settings: PolicySettings): Fa
   const { error } = facts;
   switch (error.kind) {
     case "aborted":
-      // Shutdown grace over, or leadership lost: ours, not the prompt's.
+      // Shutdown grace over, or the lane lost: ours, not the prompt's.
       return { action: "keep_place", cause: "interrupted", breaker: null, message: error.message };
     case "config":
       // 401/403/404: no retry of this prompt can help; an operator must fix the settings.

@@ -78,6 +78,11 @@ export class Gate {
     for (const wake of this.wake) wake();
   }
 
+  /** True once the process has begun to stop. */
+  get isShuttingDown(): boolean {
+    return this.shuttingDown;
+  }
+
   /** Is the queue open now: inside the window or forced open, and not paused? */
   async isOpen(): Promise<boolean> {
     return (await this.state()).open;
@@ -91,8 +96,9 @@ export class Gate {
   /** All the conditions above, for this lane in this process. */
   async mayStartPrompt(lane: LaneGate): Promise<boolean> {
     if (this.shuttingDown || !(await this.isOpen())) return false;
-    if (!(await lane.ready())) return false;
-    return this.opts.session.tryLead(lane.server);
+    // The lane first: only its holder probes its server (and records what it sees).
+    if (!(await this.opts.session.tryTakeLane(lane.server))) return false;
+    return lane.ready();
   }
 
   private nap(ms: number): Promise<void> {

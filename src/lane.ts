@@ -28,6 +28,8 @@ export class Lane {
   poolId: string | null = null;
   private readonly state: ServerStateRecorder;
   private probe: Promise<boolean> | null = null;
+  // The back-off (its end, as the breaker gives it) after which the probe last answered.
+  private probedAfter: number | null = null;
 
   constructor(settings: Config["llm"], baseUrl: string, pool: Pool, nowMs: () => number = Date.now) {
     this.server = serverName(baseUrl);
@@ -52,14 +54,18 @@ export class Lane {
   async ready(): Promise<boolean> {
     if (this.breaker.isBlocked()) return false;
     if (this.breaker.current !== "unavailable") return true;
+    // One probe per back-off: once it answered, the prompts go, until the next failure.
+    if (this.probedAfter === this.breaker.blockedUntil) return true;
     this.probe ??= this.probeOnce().finally(() => (this.probe = null));
     return this.probe;
   }
 
   private async probeOnce(): Promise<boolean> {
+    const backoff = this.breaker.blockedUntil;
     this.breaker.probing();
     const reachable = await this.llm.isReachable();
-    if (!reachable) this.breaker.reportUnavailable("its health probe still fails");
+    if (reachable) this.probedAfter = backoff;
+    else this.breaker.reportUnavailable("its health probe still fails");
     return reachable;
   }
 

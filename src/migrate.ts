@@ -7,18 +7,12 @@ import path from "node:path";
 import type { Pool } from "pg";
 import { runMigrations as runGraphileWorkerMigrations } from "graphile-worker";
 import { projectRoot } from "./paths";
+import { HOUSEKEEPING_SCHEMA } from "./queues";
 
 const MIGRATIONS_DIR = path.join(projectRoot, "migrations");
 // Any fixed number works; it only has to be the same in every process.
 const MIGRATION_LOCK_KEY = 7_004_201;
 
-/**
- * The graphile-worker queue of the housekeeping jobs (window_gate from the
- * crontab, enqueue_prompts for bulk statements), apart from the prompts'
- * graphile_worker so that the runner feeding the LLM never meets them, nor
- * they the prompts (migrations/0014_housekeeping_queue.sql).
- */
-export const HOUSEKEEPING_SCHEMA = "fila_llm_housekeeping";
 
 export interface MigrationFile {
   id: number;

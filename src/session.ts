@@ -59,7 +59,7 @@ export class Session {
   }
 
   /** Takes the lane of `server` if it is free; cheap to call before every fetch. */
-  async tryLead(server: string): Promise<boolean> {
+  async tryTakeLane(server: string): Promise<boolean> {
     if (this.held.has(server) || !this.client) return this.held.has(server);
     const now = Date.now();
     if (now - (this.lastAttemptMs.get(server) ?? 0) < LANE_RETRY_MS) return false;

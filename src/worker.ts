@@ -25,7 +25,7 @@ import { createPool, isDatabaseUnavailable } from "./db";
 import { Gate, type Clock } from "./gate";
 import { Lane } from "./lane";
 import { graphileLogger, logger, registerSecret } from "./log";
-import { HOUSEKEEPING_SCHEMA } from "./migrate";
+import { HOUSEKEEPING_SCHEMA } from "./queues";
 import { projectRoot } from "./paths";
 import { Session } from "./session";
 import { enqueueOrphans, freeOwnStaleJobs, readPromptJobFlag, reapDeadPools, type JobQueue } from "./sql/jobs";
@@ -80,6 +80,16 @@ export function absorbDatabaseRejection(error: unknown): boolean {
  */
 export function poolSize(config: Config): number {
   return 3 + (1 + HOUSEKEEPING_CONCURRENCY) + MAX_WAITING_ANSWERS + config.llm.baseUrls.length * config.llm.concurrencyPerServer;
+}
+
+/**
+ * The connections of the lanes' pool: each runner's LISTEN connection, and
+ * two per slot, because graphile-worker does not wait for a job's completion
+ * before it fetches the next job on the LLM's critical path.
+ */
+export function jobsPoolSize(config: Config): number {
+  const lanes = config.llm.baseUrls.length;
+  return lanes * (1 + 2 * config.llm.concurrencyPerServer) + 2;
 }
 
 export interface WorkerHandle {
@@ -139,7 +149,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   // can lose here is only the last fraction of a second of job bookkeeping: a
   // lock (the job runs again) or a completion (the job runs again and finds
   // its row answered). The rows themselves are written on the durable pool.
-  const jobsPool = createPool(connectionString, lanes.length * (1 + config.llm.concurrencyPerServer) + 2, { synchronous_commit: "off" });
+  const jobsPool = createPool(connectionString, jobsPoolSize(config), { synchronous_commit: "off" });
 
   // The jobs a lost completion must not free, per queue: those whose task is running.
   const running: Record<JobQueue, Set<string>> = { prompts: new Set(), housekeeping: new Set() };
@@ -211,15 +221,15 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
       }
       if (completionLostAtMs !== null) {
         const lostAtMs = completionLostAtMs;
-        let freed = 0;
         for (const queue of ["prompts", "housekeeping"] as const) {
           const jobs = await freeOwnStaleJobs(pool, queue, [...poolIds[queue]], [...running[queue]]);
           if (jobs.length > 0) log.warn(`freed ${jobs.length} job(s) whose completion was lost; they run again, and a prompt already answered is skipped`, { jobs, queue });
-          freed += jobs.length;
         }
         // A job whose completion was just lost is not old enough to free on the
-        // first pass (freeOwnStaleJobs's grace); keep looking for a while.
-        if ((freed > 0 || Date.now() - lostAtMs > LOST_COMPLETION_SEARCH_MS) && completionLostAtMs === lostAtMs) completionLostAtMs = null;
+        // first pass (freeOwnStaleJobs's grace), and with several slots one
+        // restart can lose several completions of different ages: keep looking
+        // for a while, whatever was freed already.
+        if (Date.now() - lostAtMs > LOST_COMPLETION_SEARCH_MS && completionLostAtMs === lostAtMs) completionLostAtMs = null;
       }
     } catch (error) {
       log.debug("reaper could not run", { error: (error as Error).message });

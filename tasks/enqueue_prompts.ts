@@ -17,13 +17,15 @@
  * answers, and the LLM's gaps stay under 40 ms meanwhile.
  */
 import type { Task } from "graphile-worker";
+import { appContext } from "../src/context";
+import { retryWhileDatabaseAway, withClient } from "../src/db";
 import { logger } from "../src/log";
-import { enqueueRange } from "../src/sql/jobs";
+import { enqueueRange, requeueBulkRanges } from "../src/sql/jobs";
 
 declare global {
   namespace GraphileWorker {
     interface Tasks {
-      /** One range per bulk statement: graphile-worker appends them under one job key. */
+      /** The id ranges of the statements to enqueue, in order (one per statement). */
       enqueue_prompts: { from: number; to: number; at: string }[];
     }
   }
@@ -43,17 +45,33 @@ function isRange(value: unknown): value is { from: number; to: number; at: strin
   return typeof r === "object" && r !== null && Number.isInteger(r.from) && Number.isInteger(r.to) && typeof r.at === "string";
 }
 
+// A database restart takes seconds; past this the job fails, and graphile-worker retries it.
+const DATABASE_WAIT_MAX_SECONDS = 600;
+
 const enqueuePrompts: Task<"enqueue_prompts"> = async (payload, helpers) => {
   const ranges = Array.isArray(payload) ? payload.filter(isRange) : [];
   if (ranges.length === 0) {
     log.error("job skipped: payload must be a list of {from, to, at}", { jobId: helpers.job.id, payload });
     return;
   }
-  for (const { from, to, at } of ranges) {
+  const { gate, pool } = appContext();
+  const stopping = () => gate.isShuttingDown || helpers.abortSignal?.aborted === true;
+  for (const [i, { from, to, at }] of ranges.entries()) {
     let batches = 0;
     for (let next = from; next <= to; ) {
+      if (stopping()) {
+        // What is left goes back first in line (this job's run_at), so no later statement overtakes it.
+        const left = [{ from: next, to, at }, ...ranges.slice(i + 1)];
+        await withClient(pool, (db) => requeueBulkRanges(db, left, helpers.job.run_at));
+        log.info(`stopping: the prompts of ids ${next}–${to} and after get their jobs at the next start`, { from: next, to });
+        return;
+      }
       const startedMs = performance.now();
-      const last = await helpers.withPgClient((db) => enqueueRange(db, next, to, at, BATCH_ROWS));
+      const last = await retryWhileDatabaseAway(`adding the jobs of ids ${next}–${to}`, () => helpers.withPgClient((db) => enqueueRange(db, next, to, at, BATCH_ROWS)), {
+        log,
+        maxWaitSeconds: DATABASE_WAIT_MAX_SECONDS,
+        signal: helpers.abortSignal,
+      });
       if (last === null) break;
       batches += 1;
       next = last + 1;

@@ -12,6 +12,7 @@ import type { Task } from "graphile-worker";
 import { appContext } from "../src/context";
 import { logger } from "../src/log";
 import { progressLine, summaryLine } from "../src/ops/progress";
+import { llmSlots } from "../src/ops/report";
 import { isDatabaseUnavailable } from "../src/db";
 import { readOpenPeriod, recordWindowState } from "../src/sql/control";
 import { enqueueOrphans } from "../src/sql/jobs";
@@ -50,11 +51,11 @@ async function report(withPgClient: Parameters<Task<"window_gate">>[1]["withPgCl
       if (open) log.info(`queue opened (${window}): ${pending} prompts pending`, { pending });
       else log.info(`queue closed (${window}): ${pending} prompts wait for the next window`, { pending });
       if (!open && before.open && before.since) {
-        const summary = await summaryLine(db, before.since);
+        const summary = await summaryLine(db, before.since, llmSlots(config.llm));
         log.info(summary.message, summary.fields);
       }
     } else if (open) {
-      const progress = await progressLine(db, config.window);
+      const progress = await progressLine(db, config.window, llmSlots(config.llm));
       if (progress) log.info(progress.message, progress.fields);
     }
     await compactCounts(db);

@@ -59,7 +59,11 @@ describe("config", () => {
     const c = parseConfig({ LLM_BASE_URL: "http://gpu1:11434, http://gpu2:11434/ ,http://gpu3:11434", LLM_CONCURRENCY_PER_SERVER: "4" });
     assert.deepEqual(c.llm.baseUrls, ["http://gpu1:11434", "http://gpu2:11434", "http://gpu3:11434"]);
     assert.equal(c.llm.concurrencyPerServer, 4);
-    assert.throws(() => parseConfig({ LLM_BASE_URL: "http://gpu1:11434,http://gpu1:11434" }), /LLM_BASE_URL must be .*each once/);
+    assert.throws(() => parseConfig({ LLM_BASE_URL: "http://gpu1:11434,http://gpu1:11434" }), /LLM_BASE_URL must be .*each server once/);
+    // The same server spelt twice would be two lanes on one server.
+    assert.throws(() => parseConfig({ LLM_BASE_URL: "http://GPU1:11434,http://gpu1:11434/" }), /each server once/);
+    assert.throws(() => parseConfig({ LLM_BASE_URL: "http://gpu1,http://gpu1:80" }), /each server once/);
+    assert.throws(() => parseConfig({ LLM_BASE_URL: "http://me:s3cret@gpu1:11434,http://gpu1:11434" }), (e: Error) => /each server once/.test(e.message) && !e.message.includes("s3cret"));
     assert.throws(() => parseConfig({ LLM_BASE_URL: "http://gpu1:11434,gpu2:11434" }), /LLM_BASE_URL must be an http:\/\/ or https:\/\/ URL, or several separated by commas/);
     assert.throws(() => parseConfig({ LLM_CONCURRENCY_PER_SERVER: "0" }), /LLM_CONCURRENCY_PER_SERVER must be an integer from 1 to 64/);
   });

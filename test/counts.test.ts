@@ -6,7 +6,7 @@
  * with a real count of the table.
  */
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import type { PoolClient } from "pg";
 import {
   cancelPrompt,
@@ -20,20 +20,11 @@ import {
   type Failure,
   type Success,
 } from "../src/sql/prompts";
-import { createTestDatabase, insert, insertOne, numbered, reset, type TestDatabase } from "./support/db";
+import { insert, insertOne, numbered } from "./support/db";
+import { databaseBed } from "./support/bed";
 import { seedRuns } from "./support/ops";
 
-let db: TestDatabase;
-
-before(async () => {
-  db = await createTestDatabase();
-});
-after(async () => {
-  await db.drop();
-});
-beforeEach(async () => {
-  await reset(db.pool);
-});
+const db = databaseBed();
 
 /** The table counted the slow way. */
 async function realCounts() {

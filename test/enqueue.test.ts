@@ -1,19 +1,10 @@
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
-import { createTestDatabase, reset, type TestDatabase } from "./support/db";
+import { describe, test } from "node:test";
+import { databaseBed } from "./support/bed";
 import { FakeLlm } from "./support/llm_server";
 import { eventually, startInProcessWorker, testEnv } from "./support/worker";
 
-let db: TestDatabase;
-before(async () => {
-  db = await createTestDatabase();
-});
-after(async () => {
-  await db.drop();
-});
-beforeEach(async () => {
-  await reset(db.pool);
-});
+const db = databaseBed();
 
 async function jobs() {
   const { rows } = await db.pool.query(
@@ -41,15 +32,15 @@ describe("enqueue trigger", () => {
     assert.deepEqual(ids, Array.from({ length: 1000 }, (_, i) => i + 1));
   });
 
-  test("a bulk INSERT of 10,000 rows gets one enqueue_prompts job in the housekeeping queue; later statements join it, and the worker turns them all into jobs in id order", async () => {
+  test("a bulk INSERT of 10,000 rows gets an enqueue_prompts job in the housekeeping queue, and so do the statements after it; the worker turns them all into jobs in id order", async () => {
     await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'prompt ' || g FROM generate_series(1, 10000) g");
     await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'second bulk ' || g FROM generate_series(1, 2000) g");
     await db.pool.query("INSERT INTO fila_llm_anahuac (prompt) VALUES ('a later single insert')");
-    const feed = await db.pool.query(
-      "SELECT payload FROM fila_llm_housekeeping._private_jobs WHERE key = 'fila_llm_enqueue_prompts'",
-    );
-    assert.equal(feed.rowCount, 1, "one enqueue_prompts job, in the housekeeping queue");
-    assert.deepEqual(feed.rows[0].payload.map((r: { from: number; to: number }) => [r.from, r.to]), [[1, 10000], [10001, 12000], [12001, 12001]]);
+    const feed = await db.pool.query(`SELECT j.payload FROM fila_llm_housekeeping._private_jobs j JOIN fila_llm_housekeeping._private_tasks t ON t.id = j.task_id
+        WHERE t.identifier = 'enqueue_prompts' ORDER BY j.run_at`);
+    assert.equal(feed.rowCount, 3, "one enqueue_prompts job per statement, in the housekeeping queue");
+    const ranges = feed.rows.flatMap((r) => r.payload.map((range: { from: number; to: number }) => [range.from, range.to]));
+    assert.deepEqual(ranges, [[1, 10000], [10001, 12000], [12001, 12001]], "in the order the statements ran");
     assert.deepEqual(await jobs(), [], "the later single insert waits behind the bulk rows inserted before it");
 
     // The gate stays closed (paused), so the worker only runs enqueue_prompts.

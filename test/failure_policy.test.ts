@@ -113,7 +113,7 @@ const table: [string, Case[]][] = [
     { facts: { error: error("config", 403), failuresBefore: 2 }, expected: { action: "keep_place", cause: "misconfigured", breaker: "misconfigured" } },
     { facts: { error: error("config", 404), failuresBefore: 0 }, expected: { action: "keep_place", cause: "misconfigured", breaker: "misconfigured" } },
   ]],
-  ["cancelled (shutdown grace over, leadership lost)", [
+  ["cancelled (shutdown grace over, the lane lost)", [
     { facts: { error: error("aborted"), failuresBefore: 3 }, expected: { action: "keep_place", cause: "interrupted", breaker: null } },
   ]],
 ];

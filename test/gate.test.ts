@@ -33,7 +33,7 @@ before(async () => {
   follower = new Session(db.url);
   await leader.start();
   await follower.start();
-  assert.equal(await leader.tryLead(SERVER), true, "the first session takes the lane's lock");
+  assert.equal(await leader.tryTakeLane(SERVER), true, "the first session takes the lane's lock");
 });
 after(async () => {
   await follower.close();
@@ -60,7 +60,7 @@ describe("the gate", () => {
     assert.deepEqual(await g.forbiddenFlagsFor(lane())(), []);
   });
 
-  test("outside the window nothing starts, and the fetch waits (no query walks the waiting prompts) until shutdown forbids the prompts' flag", async () => {
+  test("outside the window nothing starts: the fetch is held back (graphile-worker is not asked for a job) until the gate opens, and at shutdown it goes with the prompts' flag forbidden", async () => {
     const g = gate({ at: DAY });
     assert.equal(await g.mayStartPrompt(lane()), false);
     let answered: string[] | null = null;

@@ -24,8 +24,8 @@ async function jobOrder(): Promise<number[]> {
 }
 
 describe("housekeeping beside the LLM's slot", () => {
-  test("while a 4 s LLM call holds the only slot, window_gate runs and a 5,000-row INSERT gets all its jobs; the LLM never has two requests", async () => {
-    bed.llm.behaviour = (req) => (req.prompt === "larga" ? { delayMs: 4_000 } : {});
+  test("while an 8 s LLM call holds the only slot, window_gate runs and a 5,000-row INSERT gets all its jobs; the LLM never has two requests", async () => {
+    bed.llm.behaviour = (req) => (req.prompt === "larga" ? { delayMs: 8_000 } : {});
     const worker = await bed.start(testEnv(bed.llm.origin));
     await insert(bed.db.pool, "larga");
     await eventually(async () => bed.llm.generateRequests.length === 1, 5_000, "the long call to start");
@@ -33,7 +33,7 @@ describe("housekeeping beside the LLM's slot", () => {
 
     await bed.db.pool.query("SELECT fila_llm_housekeeping.add_job('window_gate')");
     await bed.db.pool.query("INSERT INTO fila_llm_anahuac (prompt) SELECT 'lote ' || g FROM generate_series(1, 5000) g");
-    await eventually(async () => (await housekeepingJobs()) === 0, 3_500, "window_gate and enqueue_prompts to finish");
+    await eventually(async () => (await housekeepingJobs()) === 0, 6_000, "window_gate and enqueue_prompts to finish");
     assert.equal(call.endedAtMs, null, "the long call is still in flight");
     assert.equal((await jobOrder()).filter((id) => id !== 1).length, 5_000, "every row of the INSERT has its job");
     assert.ok(worker.logs.some((l) => l.includes("enqueued the prompts of a bulk statement, ids 2–5001")));
@@ -62,11 +62,24 @@ describe("the repair of rows that lost their job", () => {
     assert.deepEqual(await enqueueOrphans(bed.db.pool, 10), [], "nothing twice");
   });
 
+  test("orphans with no job after them at the head go just after the jobs before them; a head that lost every job goes to the front, in id order", async () => {
+    const ids = await insert(bed.db.pool, ...numbered("cola", 6));
+    const removeJobs = (of: number[]) => bed.db.pool.query("SELECT graphile_worker.remove_job(fila_llm_job_key(id)) FROM unnest($1::int[]) AS id", [of]);
+    await removeJobs(ids.slice(4));
+    assert.deepEqual(await enqueueOrphans(bed.db.pool, 6), ids.slice(4));
+    assert.deepEqual(await jobOrder(), ids, "after the rows before them, in id order");
+
+    await removeJobs(ids);
+    const [later] = await insert(bed.db.pool, "después");
+    assert.deepEqual(await enqueueOrphans(bed.db.pool, 6), ids);
+    assert.deepEqual(await jobOrder(), [...ids, later], "the whole head, before everything that waits");
+  });
+
   test("a row whose job graphile-worker gave up on counts as lost; none is repaired while a bulk statement's jobs are still being added", async () => {
     const [failed] = await insert(bed.db.pool, "agotada");
     await bed.db.pool.query("UPDATE graphile_worker._private_jobs SET attempts = max_attempts WHERE key = fila_llm_job_key($1)", [failed]);
     await bed.db.pool.query(
-      "SELECT fila_llm_housekeeping.add_job('enqueue_prompts', '[]'::json, job_key := 'fila_llm_enqueue_prompts')",
+      "SELECT fila_llm_housekeeping.add_job('enqueue_prompts', '[]'::json)",
     );
     assert.deepEqual(await enqueueOrphans(bed.db.pool), [], "waits for the bulk statement");
     await bed.db.pool.query("DELETE FROM fila_llm_housekeeping._private_jobs");

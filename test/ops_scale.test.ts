@@ -6,7 +6,7 @@
  * a bounded sample that the screen names.
  */
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { Pool } from "pg";
 import { parseConfig } from "../src/config";
 import { lastClosedNight, nightOf } from "../src/ops/nights";
@@ -15,24 +15,14 @@ import { ESTIMATE_SAMPLE_RUNS, readStatus, renderStatus } from "../src/ops/statu
 import { countPending, countPendingUpTo } from "../src/sql/prompts";
 import type { Queryable } from "../src/sql/queryable";
 import { ERROR_SAMPLE_ROWS, errorGroups, runsIn, runStats } from "../src/sql/reports";
-import { createTestDatabase, reset, type TestDatabase } from "./support/db";
+import { databaseBed } from "./support/bed";
 import { seedRun } from "./support/ops";
 
 const mexico = parseConfig({ WINDOW_START: "01:00", WINDOW_END: "06:00", WINDOW_TZ: "America/Mexico_City" }).window;
 // Night 2026-11-27 in Mexico City is 07:00Z–12:00Z.
 const NOW = new Date("2026-11-27T15:00:00Z");
 
-let db: TestDatabase;
-
-before(async () => {
-  db = await createTestDatabase();
-});
-after(async () => {
-  await db.drop();
-});
-beforeEach(async () => {
-  await reset(db.pool);
-});
+const db = databaseBed();
 
 /** `count` finished rows in one statement, the n-th (from 1) finishing at `firstAt` + n × `everySeconds`, taking `seconds(n)`. */
 async function seedFinished(count: number, estatus: "listo" | "error", firstAt: string, everySeconds: number, seconds: string): Promise<void> {

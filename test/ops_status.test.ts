@@ -4,27 +4,17 @@
  * from 07:00Z to 12:00Z. "Now" is 2026-11-27 09:00 there (15:00Z).
  */
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { Pool } from "pg";
 import { parseConfig } from "../src/config";
 import { readStatus, renderStatus } from "../src/ops/status";
-import { createTestDatabase, reset, type TestDatabase } from "./support/db";
+import { databaseBed } from "./support/bed";
 import { cliEnv, runCli, seedRun } from "./support/ops";
 
 const window = parseConfig({ WINDOW_START: "01:00", WINDOW_END: "06:00", WINDOW_TZ: "America/Mexico_City" }).window;
 const NOW = new Date("2026-11-27T15:00:00Z");
 
-let db: TestDatabase;
-
-before(async () => {
-  db = await createTestDatabase();
-});
-after(async () => {
-  await db.drop();
-});
-beforeEach(async () => {
-  await reset(db.pool);
-});
+const db = databaseBed();
 
 /** Last night's runs, one from the night before, one in the daytime, and three pending rows. */
 async function seedNights() {
@@ -151,6 +141,18 @@ describe("status", () => {
     assert.match(text, /^LLM +http:\/\/gpu1:11434\/: up, answering since 2026-11-27 01:00\n +running now: prompt \d+ for 1\d s · last night: 2 prompts, busy 20%, 6\.0 tokens\/s$/m, text);
     assert.match(text, /^ +http:\/\/gpu2:11434\/: DOWN \(an outage: prompts wait, none is marked error\) since 2026-11-27 08:00: cannot reach .*\n +running now: nothing · last night: 1 prompts, busy 2%, 2\.0 tokens\/s$/m, text);
     assert.match(text, /^ +http:\/\/gpu3:11434\/: PROBING .* since 2026-11-27 08:59\n +running now: nothing · last night: no prompt$/m, text);
+  });
+
+  test("with several LLM slots, tonight's estimate and last night's busy fraction are shared among them", async () => {
+    await seedNights();
+    const one = await readStatus(db.pool, window, NOW);
+    const three = await readStatus(db.pool, window, NOW, { servers: 3, perServer: 1 });
+    assert.ok(one.tonight.neededSeconds! > 0);
+    assert.ok(Math.abs(three.tonight.neededSeconds! - one.tonight.neededSeconds! / 3) < 1e-9, "three servers drain the queue in a third of the time");
+    assert.ok(Math.abs(three.lastNight.busyFraction - one.lastNight.busyFraction / 3) < 1e-12, "busy: of three servers' time");
+    assert.match(renderStatus(three), /% of the window × 3 slots \(3 servers\)/);
+    const batching = await readStatus(db.pool, window, NOW, { servers: 1, perServer: 4 });
+    assert.match(renderStatus(batching), /× 4 slots \(1 server × 4 at a time\)/);
   });
 
   test("the queue shows rows by estatus, the oldest pending row's age and the prompt being processed now", async () => {

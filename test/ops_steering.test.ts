@@ -3,22 +3,12 @@
  * them, on seeded rows (no worker here; see ops_worker.test.ts for that).
  */
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { createPool } from "../src/db";
-import { createTestDatabase, reset, type TestDatabase } from "./support/db";
+import { databaseBed } from "./support/bed";
 import { cliEnv, runCli, seedRun } from "./support/ops";
 
-let db: TestDatabase;
-
-before(async () => {
-  db = await createTestDatabase();
-});
-after(async () => {
-  await db.drop();
-});
-beforeEach(async () => {
-  await reset(db.pool);
-});
+const db = databaseBed();
 
 async function row(id: number) {
   const { rows } = await db.pool.query(

@@ -37,6 +37,15 @@ describe("OutageBreaker", () => {
     assert.equal(b.current, "unavailable");
   });
 
+  test("the requests in flight on one server failing together are one step of the back-off, not one each", () => {
+    const b = breaker();
+    for (let i = 0; i < 4; i++) b.reportUnavailable("ECONNRESET");
+    assert.equal((b.blockedUntil - nowMs) / 1000, 1, "four slots failing at once: 1 s, not 8 s");
+    nowMs = b.blockedUntil;
+    b.reportUnavailable("ECONNREFUSED");
+    assert.equal((b.blockedUntil - nowMs) / 1000, 2, "the next failure, after the back-off, is the next step");
+  });
+
   test("Retry-After lengthens the back-off, within the cap", () => {
     const b = breaker();
     b.reportUnavailable("429", 20);

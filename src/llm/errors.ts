@@ -18,7 +18,7 @@
  * - config:       401/403, or 404 for the model: nothing a retry of this prompt fixes.
  * - load_failed:  the server answered the model's load with an error (missing,
  *                 out of memory): a configuration fault too.
- * - aborted:      we cancelled the call (shutdown grace over, leadership lost).
+ * - aborted:      we cancelled the call (shutdown grace over, the lane lost).
  */
 export type LlmErrorKind =
   | "rejected"

@@ -83,9 +83,12 @@ export class OutageBreaker {
   }
 
   private fail(state: Exclude<BreakerState, "up">, reason: string, retryAfterSeconds: number | null): void {
-    this.consecutiveFailures += 1;
+    // The other requests in flight on the same server fail with it (LLM_CONCURRENCY_PER_SERVER > 1):
+    // one outage, one step of the back-off, not one per request; a longer Retry-After still counts.
+    const sameBackoff = this.isBlocked() && this.state === state;
+    if (!sameBackoff) this.consecutiveFailures += 1;
     const backoffSeconds = outageBackoffSeconds(this.consecutiveFailures, this.maxBackoffSeconds, retryAfterSeconds);
-    this.blockedUntilMs = this.nowMs() + backoffSeconds * 1000;
+    this.blockedUntilMs = Math.max(sameBackoff ? this.blockedUntilMs : 0, this.nowMs() + backoffSeconds * 1000);
     // Per attempt, so only under LOG_LEVEL=debug: the state-change lines below are the ones operators read.
     log.debug(`LLM ${state}: no prompt starts for ${backoffSeconds} s (failure ${this.consecutiveFailures} in a row)`, {
       backoffSeconds,

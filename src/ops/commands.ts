@@ -14,7 +14,7 @@ import { describeWindow, isWindowOpen, nextWindowChange } from "../window";
 import { openOpsDatabase } from "./database";
 import { lastClosedNight, nightOf } from "./nights";
 import { formatDuration, parseDuration } from "./text";
-import { readNightReport, readNightSummaryReport, renderReport } from "./report";
+import { llmSlots, readNightReport, readNightSummaryReport, renderReport } from "./report";
 import { renderReportHtml } from "./report_html";
 import { readStatus, renderStatus } from "./status";
 
@@ -59,7 +59,7 @@ async function run(command: string, args: string[], config: Config, db: Queryabl
     case "status": {
       const { values, positionals } = parseArgs({ args, options: { json: { type: "boolean" } }, allowPositionals: true });
       noPositionals(positionals);
-      const status = await readStatus(db, config.window);
+      const status = await readStatus(db, config.window, new Date(), llmSlots(config.llm));
       print(values.json ? JSON.stringify(status, null, 2) : renderStatus(status));
       return 0;
     }
@@ -74,10 +74,10 @@ async function run(command: string, args: string[], config: Config, db: Queryabl
       const night = values.night ? nightOf(values.night, config.window) : lastClosedNight(new Date(), config.window);
       if (!values.json && !values.html) {
         // The text shows the slowest runs only: every run of a busy night is not read.
-        print(renderReport(await readNightSummaryReport(db, night, config.window)));
+        print(renderReport(await readNightSummaryReport(db, night, config.window, llmSlots(config.llm))));
         return 0;
       }
-      const report = await readNightReport(db, night, config.window);
+      const report = await readNightReport(db, night, config.window, llmSlots(config.llm));
       print(values.json ? JSON.stringify(report, null, 2) : renderReport(report));
       if (values.html) {
         await writeFile(values.html, renderReportHtml(report));

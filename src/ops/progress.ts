@@ -9,6 +9,7 @@ import { claimProgressLine } from "../sql/control";
 import type { Queryable } from "../sql/queryable";
 import { databaseNow, queueCounts, runStats } from "../sql/reports";
 import { nextWindowChange, type WindowSpec } from "../window";
+import { ONE_SLOT, type LlmSlots } from "./report";
 import { formatDuration } from "./text";
 
 // Often enough to see a stall within the hour under `pm2 logs`, rare enough
@@ -21,7 +22,7 @@ export interface LogLine {
 }
 
 /** The progress line, if one is due now (and this caller claimed it); else null. */
-export async function progressLine(db: Queryable, window: WindowSpec, everyMinutes = PROGRESS_EVERY_MINUTES): Promise<LogLine | null> {
+export async function progressLine(db: Queryable, window: WindowSpec, slots: LlmSlots = ONE_SLOT, everyMinutes = PROGRESS_EVERY_MINUTES): Promise<LogLine | null> {
   const openedAt = await claimProgressLine(db, everyMinutes);
   if (openedAt === null) return null;
   // The database's clock: the span is compared with fecha_out, which it wrote.
@@ -29,8 +30,8 @@ export async function progressLine(db: Queryable, window: WindowSpec, everyMinut
   const stats = await runStats(db, [{ opensAt: openedAt, closesAt: now }]);
   const remaining = (await queueCounts(db)).pendiente;
   const done = stats.listo + stats.errors;
-  // Mean LLM time per prompt so far tonight: tonight's model and prompts.
-  const etaSeconds = done > 0 ? (remaining * stats.busySeconds) / done : null;
+  // Mean LLM time per prompt so far tonight (tonight's model and prompts), shared by every slot.
+  const etaSeconds = done > 0 ? (remaining * stats.busySeconds) / done / (slots.servers * slots.perServer) : null;
   let eta = "ETA unknown (nothing finished yet)";
   if (etaSeconds !== null) {
     const at = new Date(now.getTime() + etaSeconds * 1000);
@@ -46,12 +47,12 @@ export async function progressLine(db: Queryable, window: WindowSpec, everyMinut
 }
 
 /** The one-line summary of the period the queue was open, from `openedAt` until now. */
-export async function summaryLine(db: Queryable, openedAt: Date): Promise<LogLine> {
+export async function summaryLine(db: Queryable, openedAt: Date, slots: LlmSlots = ONE_SLOT): Promise<LogLine> {
   const now = await databaseNow(db);
   const stats = await runStats(db, [{ opensAt: openedAt, closesAt: now }]);
   const remaining = (await queueCounts(db)).pendiente;
   const openSeconds = Math.max(1, (now.getTime() - openedAt.getTime()) / 1000);
-  const busy = Math.round((stats.busySeconds / openSeconds) * 100);
+  const busy = Math.round((stats.busySeconds / (openSeconds * slots.servers * slots.perServer)) * 100);
   const median = stats.medianSeconds === null ? "–" : `${stats.medianSeconds.toFixed(1)} s`;
   return {
     message:

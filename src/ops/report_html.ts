@@ -39,8 +39,8 @@ function timeTicks(fromMs: number, toMs: number, timeZone: string): Date[] {
   return ticks;
 }
 
-// Height of one track of a lane's row (one request in flight at a time).
-const TRACK_HEIGHT = 28;
+// Height in pixels of one track of a lane's row (one request in flight at a time).
+const TRACK_HEIGHT_PX = 28;
 
 /**
  * A lane's runs on as few tracks as they need: a run goes on the first track
@@ -70,7 +70,7 @@ export function timelineSvg(runs: PromptRun[], opensAt: Date, closesAt: Date, ti
   }));
   const trackCount = lanes.reduce((n, lane) => n + Math.max(1, lane.tracks.length), 0);
   const plotW = WIDTH - MARGIN.left - MARGIN.right;
-  const plotH = Math.min(420, Math.max(60, trackCount * TRACK_HEIGHT));
+  const plotH = Math.min(420, Math.max(60, trackCount * TRACK_HEIGHT_PX));
   const trackH = plotH / trackCount;
   const height = MARGIN.top + plotH + MARGIN.bottom;
   const x = (ms: number) => MARGIN.left + ((ms - from) / (to - from)) * plotW;

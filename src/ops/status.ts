@@ -12,7 +12,7 @@ import { ERROR_SAMPLE_ROWS, errorGroups, queueCounts, recentListoTimes, runsBySe
 import { readServerStates, type ServerStatus } from "../sql/servers";
 import { describeWindow, nextWindowChange, type WindowSpec } from "../window";
 import { currentOrNextNight, lastClosedNight, recentNights, type Night } from "./nights";
-import { nightLines, summariseNight, type NightSummary } from "./report";
+import { nightLines, ONE_SLOT, summariseNight, type LlmSlots, type NightSummary } from "./report";
 import { count, errorLines, formatDuration, seconds } from "./text";
 
 // A week smooths out one odd night without hiding a change of model.
@@ -74,8 +74,8 @@ export interface LaneStatus extends Omit<ServerStatus, "since" | "lastLoadAt" | 
   lastNight: { prompts: number; busySeconds: number; busyFraction: number; tokensPerSecond: number | null } | null;
 }
 
-/** Reads everything the status screen shows, as of `now`. */
-export async function readStatus(db: Queryable, window: WindowSpec, now = new Date()): Promise<Status> {
+/** Reads everything the status screen shows, as of `now`, for an LLM of these slots. */
+export async function readStatus(db: Queryable, window: WindowSpec, now = new Date(), slots: LlmSlots = ONE_SLOT): Promise<Status> {
   const state = queueState(now, window, await readControl(db));
   const next = nextWindowChange(now, window);
   const after = next ? nextWindowChange(next.at, window) : null;
@@ -85,7 +85,7 @@ export async function readStatus(db: Queryable, window: WindowSpec, now = new Da
   const counts = await queueCounts(db);
   const running = await runningPrompts(db);
   const lastClosed = lastClosedNight(now, window);
-  const lastNight = await summariseNight(db, lastClosed, window);
+  const lastNight = await summariseNight(db, lastClosed, window, slots);
   const lastNightByServer = new Map((await runsByServer(db, lastClosed)).map((lane) => [lane.server, lane]));
 
   const recent = recentNights(now, window, ESTIMATE_NIGHTS);
@@ -94,7 +94,8 @@ export async function readStatus(db: Queryable, window: WindowSpec, now = new Da
   const availableSeconds = (tonight.closesAt.getTime() - Math.max(now.getTime(), tonight.opensAt.getTime())) / 1000;
   // The server's own time per prompt leaves out what is not the GPU's (the queue, the network).
   const perPromptSeconds = recentStats.medianServerSeconds ?? recentStats.medianSeconds;
-  const neededSeconds = perPromptSeconds === null ? null : counts.pendiente * perPromptSeconds;
+  // Every slot takes its share of the queue.
+  const neededSeconds = perPromptSeconds === null ? null : (counts.pendiente * perPromptSeconds) / (slots.servers * slots.perServer);
 
   return {
     now: toLocalInstant(now, window.timeZone),
@@ -132,7 +133,12 @@ export async function readStatus(db: Queryable, window: WindowSpec, now = new Da
         lastLoadAt: server.lastLoadAt ? toLocalInstant(server.lastLoadAt, window.timeZone) : null,
         running: running.filter((r) => server.holderPool !== null && r.lockedBy === server.holderPool),
         lastNight: night
-          ? { prompts: night.prompts, busySeconds: night.busySeconds, busyFraction: lastNight.windowSeconds > 0 ? night.busySeconds / lastNight.windowSeconds : 0, tokensPerSecond: night.tokensPerSecond }
+          ? {
+              prompts: night.prompts,
+              busySeconds: night.busySeconds,
+              busyFraction: lastNight.windowSeconds > 0 ? night.busySeconds / (lastNight.windowSeconds * slots.perServer) : 0,
+              tokensPerSecond: night.tokensPerSecond,
+            }
           : null,
       };
     }),

@@ -4,7 +4,7 @@
  * the jobs of dead workers, and what is running now. A prompt's job itself
  * is defined once, in SQL (migrations/0008_prompt_job.sql).
  */
-import { HOUSEKEEPING_SCHEMA } from "../migrate";
+import { HOUSEKEEPING_SCHEMA, PROMPTS_SCHEMA } from "../queues";
 import { LIVENESS_LOCK_CLASS } from "../session";
 import type { Queryable } from "./queryable";
 
@@ -12,7 +12,7 @@ import type { Queryable } from "./queryable";
 export type JobQueue = "prompts" | "housekeeping";
 
 // Schema names are constants, never input: safe to write into the query text.
-const SCHEMA: Record<JobQueue, string> = { prompts: "graphile_worker", housekeeping: HOUSEKEEPING_SCHEMA };
+const SCHEMA: Record<JobQueue, string> = { prompts: PROMPTS_SCHEMA, housekeeping: HOUSEKEEPING_SCHEMA };
 
 /** The flag every process_prompt job carries; the gate forbids it while the queue is closed. */
 export async function readPromptJobFlag(db: Queryable): Promise<string> {
@@ -27,6 +27,15 @@ export async function readPromptJobFlag(db: Queryable): Promise<string> {
  */
 export async function requeuePrompt(db: Queryable, id: number, failures: number, runAt: Date): Promise<void> {
   await db.query("SELECT fila_llm_requeue($1, $2, $3)", [id, failures, runAt]);
+}
+
+/**
+ * Puts a bulk statement's ranges not yet done back in the housekeeping queue,
+ * due at `runAt` (the stopped job's own), so that they still come before any
+ * later statement's.
+ */
+export async function requeueBulkRanges(db: Queryable, ranges: { from: number; to: number; at: string }[], runAt: Date): Promise<void> {
+  await db.query(`SELECT ${HOUSEKEEPING_SCHEMA}.add_job('enqueue_prompts', $1::json, run_at := $2)`, [JSON.stringify(ranges), runAt]);
 }
 
 /**
@@ -67,7 +76,7 @@ export async function enqueueOrphans(db: Queryable, headRows = ORPHAN_HEAD_ROWS)
                 WHERE j.key = fila_llm_job_key(a.id) AND j.attempts < j.max_attempts) AS job_run_at
          FROM fila_llm_anahuac a
         WHERE a.estatus = 'pendiente'
-          AND NOT EXISTS (SELECT 1 FROM ${HOUSEKEEPING_SCHEMA}._private_jobs b WHERE b.key = 'fila_llm_enqueue_prompts')
+          AND NOT fila_llm_bulk_enqueue_pending()
         ORDER BY a.id
         LIMIT $1),
      neighbours AS (

@@ -85,6 +85,11 @@ const RUNS = `
 // and looks up the outcomes of those.
 const BARE_RUNS = `SELECT ${RUN_COLUMNS} FROM fila_llm_anahuac a WHERE ${FINISHED_NEAR_SPANS}`;
 
+// The server's own generation speed over a set of runs: its output tokens over
+// its generation time, where it reports both (an aggregate over RUNS' rows).
+const GENERATION_TOKENS_PER_SECOND = `sum(server_tokens_out) FILTER (WHERE eval_seconds > 0)::float8
+  / nullif(sum(eval_seconds) FILTER (WHERE server_tokens_out IS NOT NULL), 0)`;
+
 // The finish reasons of a generation the worker cut (src/llm/errors.ts).
 const CUT_GENERATIONS = "('repetition', 'stall', 'timeout', 'too_large')";
 
@@ -159,8 +164,7 @@ export async function runStats(db: Queryable, spans: Span[]): Promise<RunStats> 
             count(*) FILTER (WHERE finish_reason IN ${CUT_GENERATIONS})::int AS generations_cut,
             coalesce(sum(seconds) FILTER (WHERE finish_reason IN ${CUT_GENERATIONS}), 0)::float8 AS generations_cut_seconds,
             count(*) FILTER (WHERE finish_reason = 'truncated_input')::int AS truncated_inputs,
-            sum(server_tokens_out) FILTER (WHERE eval_seconds > 0)::float8 / nullif(sum(eval_seconds) FILTER (WHERE server_tokens_out IS NOT NULL), 0)
-              AS generation_tokens_per_second,
+            ${GENERATION_TOKENS_PER_SECOND} AS generation_tokens_per_second,
             coalesce(sum(load_seconds), 0)::float8 AS load_seconds,
             percentile_cont(0.5) WITHIN GROUP (ORDER BY prompt_eval_seconds + eval_seconds) FILTER (WHERE estatus = 'listo') AS median_server_seconds,
             max(finished_at) AS last_finished_at
@@ -248,7 +252,7 @@ export async function runsByServer(db: Queryable, span: Span): Promise<LaneRuns[
   const { rows } = await db.query(
     `SELECT r.server, count(*)::int AS prompts, coalesce(sum(r.seconds), 0)::float8 AS busy_seconds,
             coalesce(
-              sum(r.server_tokens_out) FILTER (WHERE r.eval_seconds > 0)::float8 / nullif(sum(r.eval_seconds) FILTER (WHERE r.server_tokens_out IS NOT NULL), 0),
+              ${GENERATION_TOKENS_PER_SECOND},
               sum(r.tokens_out) FILTER (WHERE r.estatus = 'listo')::float8 / nullif(sum(r.seconds) FILTER (WHERE r.estatus = 'listo'), 0)
             ) AS tokens_per_second
        FROM (${RUNS}) r

@@ -20,6 +20,36 @@ export interface TestBed {
   stop(): Promise<void>;
 }
 
+/**
+ * The set-up of a test file that needs only a database: one test database for
+ * the file, emptied (reset()) before each test. Read its pool, url and name
+ * inside the tests, once the file's `before` hook has run.
+ */
+export function databaseBed(): TestDatabase {
+  let db: TestDatabase | null = null;
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db?.drop();
+  });
+  beforeEach(async () => {
+    await reset(db!.pool);
+  });
+  return {
+    get name() {
+      return db!.name;
+    },
+    get url() {
+      return db!.url;
+    },
+    get pool() {
+      return db!.pool;
+    },
+    drop: () => db!.drop(),
+  };
+}
+
 /** Registers the file's before/after/beforeEach hooks and returns the bed they keep. */
 export function testBed(): TestBed {
   let db: TestDatabase | null = null;
