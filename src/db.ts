@@ -29,6 +29,38 @@ export function createPool(connectionString: string, maxConnections = 5, setting
   return pool;
 }
 
+// How long endPool waits for PostgreSQL to see the connections close.
+const POOL_CLOSE_WAIT_MS = 2_000;
+
+/**
+ * Ends `pool` and waits until each of its connections is closed. pg's
+ * `pool.end()` resolves as soon as it has asked them to close; stopping the
+ * embedded PostgreSQL right then made it terminate those sessions itself, and
+ * each one logged "idle database connection lost" at every clean stop.
+ */
+export async function endPool(pool: Pool): Promise<void> {
+  // pg emits "remove" once a client's connection has closed, after end() has
+  // resolved: wait for as many as the pool holds now (idle or checked out).
+  const open = pool.totalCount;
+  let removed = 0;
+  let onRemove = () => {};
+  const allClosed = new Promise<void>((resolve) => {
+    onRemove = () => {
+      if (++removed >= open) resolve();
+    };
+    if (open === 0) resolve();
+  });
+  pool.on("remove", onRemove);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await pool.end();
+    await Promise.race([allClosed, new Promise<void>((resolve) => (timer = setTimeout(resolve, POOL_CLOSE_WAIT_MS)))]);
+  } finally {
+    clearTimeout(timer);
+    pool.off("remove", onRemove);
+  }
+}
+
 /** Runs `query` on a client of `pool`, released afterwards (destroyed if its connection broke). */
 export async function withClient<T>(pool: Pool, query: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();

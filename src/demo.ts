@@ -16,7 +16,7 @@ import os from "node:os";
 import path from "node:path";
 import { FakeLlm, wordTokens } from "../test/support/llm_server";
 import { parseConfig } from "./config";
-import { createPool } from "./db";
+import { createPool, endPool } from "./db";
 import { EmbeddedPostgresError, startEmbeddedPostgres } from "./embedded_postgres";
 import { setLogLevel } from "./log";
 import { migrate } from "./migrate";
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     const database = await startEmbeddedPostgres(dir, await freePort());
     cleanups.unshift(() => database.stop());
     const pool = createPool(database.connectionString);
-    cleanups.unshift(() => pool.end());
+    cleanups.unshift(() => endPool(pool));
     await migrate(pool);
 
     const llm = await FakeLlm.start();

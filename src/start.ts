@@ -4,7 +4,7 @@
  */
 import type { Pool } from "pg";
 import { describeConfig, redactUrl, type Config } from "./config";
-import { createPool, retryWhileDatabaseAway } from "./db";
+import { createPool, endPool, retryWhileDatabaseAway } from "./db";
 import { EMBEDDED_PORT, embeddedDataDir, embeddedDir, startEmbeddedPostgres, type EmbeddedPostgres } from "./embedded_postgres";
 import { logger } from "./log";
 import { migrate } from "./migrate";
@@ -40,7 +40,7 @@ export async function openDatabase(config: Config, options: { callerStopsOnSigna
     pool,
     connectionString,
     async close() {
-      await pool.end();
+      await endPool(pool);
       await embedded?.stop();
     },
   };

@@ -21,7 +21,7 @@ import windowGate from "../tasks/window_gate";
 import { answersWritten, MAX_WAITING_ANSWERS } from "./answer_writer";
 import type { Config } from "./config";
 import { setAppContext } from "./context";
-import { createPool, isDatabaseUnavailable } from "./db";
+import { createPool, endPool, isDatabaseUnavailable } from "./db";
 import { Gate, type Clock } from "./gate";
 import { Lane } from "./lane";
 import { graphileLogger, logger, registerSecret } from "./log";
@@ -276,7 +276,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
         // graphile-worker does not await a job's completion (see above): it may
         // still be on its way when the runners have stopped.
         await poolIdle(jobsPool, JOBS_POOL_DRAIN_MS);
-        await jobsPool.end().catch((error) => log.debug("could not close the jobs' pool", { error: (error as Error).message }));
+        await endPool(jobsPool).catch((error) => log.debug("could not close the jobs' pool", { error: (error as Error).message }));
         await session.close();
         await Promise.all(lanes.map((lane) => lane.close()));
         setAppContext(null);

@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import type { Pool } from "pg";
 import type { Config } from "../config";
-import { createPool } from "../db";
+import { createPool, endPool } from "../db";
 import { EMBEDDED_PORT, embeddedDataDir, embeddedDir, embeddedUrl, startEmbeddedPostgres } from "../embedded_postgres";
 
 // The operators' queries each read a bounded set of rows in milliseconds, but
@@ -52,7 +52,7 @@ export async function openOpsDatabase(config: Config): Promise<OpsDatabase> {
   return {
     pool,
     async close() {
-      await pool.end();
+      await endPool(pool);
       await embedded.stop();
     },
   };

@@ -56,6 +56,11 @@ async function query(url: string, sql: string): Promise<unknown[]> {
   }
 }
 
+/** The worker's WARN and ERROR lines. */
+function warnings(worker: ChildWorker): string[] {
+  return worker.output.filter((l) => / (WARN|ERROR) /.test(l));
+}
+
 /** True if something accepts connections on the port. */
 function listening(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -92,6 +97,7 @@ async function stopMidCall(t: TestContext, interrupt: (worker: ChildWorker) => v
     assert.equal(llm.generateRequests[0].endedAtMs, null, "the call is still in flight when the signal comes");
     interrupt(worker);
     assert.equal(await worker.exited, 0, `exit code; output:\n${worker.output.join("\n")}`);
+    assert.deepEqual(warnings(worker), [], "a clean stop warns of nothing");
   } finally {
     await worker.stop("SIGKILL");
   }
@@ -117,6 +123,29 @@ describe("stopping a worker that runs on the embedded PostgreSQL, from a clone i
 
   test("Ctrl-C in its terminal (SIGINT to its whole process group) during a 3 s LLM call: the same", async (t) => {
     await stopMidCall(t, (worker) => process.kill(-worker.process.pid!, "SIGINT"), { processGroup: true });
+  });
+
+  test("SIGTERM as soon as it is ready, 5 times: exit 0, the server stopped, and no warning of the connections the stop itself closed", async (t) => {
+    if (await listening(EMBEDDED_PORT)) {
+      t.skip(`port ${EMBEDDED_PORT} is taken (an \`npm start\` without DATABASE_URL running here?)`);
+      return;
+    }
+    // Stopped in that instant, the embedded server used to cut the pool's
+    // connections before they had closed (about every other stop here), and
+    // each one was logged as "idle database connection lost".
+    for (let run = 1; run <= 5; run++) {
+      const worker = startChildWorker(testEnv(llm.origin), copy);
+      try {
+        await worker.waitFor(/worker ready/, 60_000);
+        worker.process.kill("SIGTERM");
+        assert.equal(await worker.exited, 0, `run ${run}: exit code; output:\n${worker.output.join("\n")}`);
+        assert.deepEqual(warnings(worker), [], `run ${run}: a clean stop warns of nothing`);
+        assert.ok(worker.output.some((l) => l.includes("INFO  [fila-llm] stopped")), `run ${run}: it says it stopped`);
+      } finally {
+        await worker.stop("SIGKILL");
+      }
+      assert.equal(await listening(EMBEDDED_PORT), false, `run ${run}: the embedded server stopped with the worker`);
+    }
   });
 });
 
