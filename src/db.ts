@@ -131,9 +131,10 @@ export async function retryWhileDatabaseAway<T>(
   }
 }
 
-/** Waits `ms`, or less if `signal` aborts first. */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** Waits `ms`, or less if `signal` aborts first (not at all if it already has). */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
     const done = () => {
       clearTimeout(timer);
       signal?.removeEventListener("abort", done);

@@ -13,7 +13,6 @@ const MIGRATIONS_DIR = path.join(projectRoot, "migrations");
 // Any fixed number works; it only has to be the same in every process.
 const MIGRATION_LOCK_KEY = 7_004_201;
 
-
 export interface MigrationFile {
   id: number;
   name: string;

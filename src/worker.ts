@@ -128,6 +128,9 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   const lanes = config.llm.baseUrls.map((url) => new Lane(config.llm, url, pool));
   // When a completion was last lost; null when there is nothing to free.
   let completionLostAtMs: number | null = null;
+  const completionLost = () => {
+    completionLostAtMs = Date.now();
+  };
   const session = new Session(
     connectionString,
     (server) => lanes.find((lane) => lane.server === server)?.taken(),
@@ -135,7 +138,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
     // the jobs' pool does not wait for the disk (below). Whatever this
     // process still holds and no longer runs is then freed, as for a
     // completion whose query failed.
-    () => (completionLostAtMs = Date.now()),
+    completionLost,
   );
   await session.start();
   const promptJobFlag = await readPromptJobFlag(pool);
@@ -154,7 +157,13 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   // The jobs a lost completion must not free, per queue: those whose task is running.
   const running: Record<JobQueue, Set<string>> = { prompts: new Set(), housekeeping: new Set() };
   const poolIds: Record<JobQueue, Set<string>> = { prompts: new Set(), housekeeping: new Set() };
-  const live = { completionLost: () => (completionLostAtMs = Date.now()) };
+  const live = { completionLost };
+  // What this process opened besides its runners, closed after them.
+  const closeConnections = async () => {
+    await endPool(jobsPool).catch((error) => log.debug("could not close the jobs' pool", { error: (error as Error).message }));
+    await session.close();
+    await Promise.all(lanes.map((lane) => lane.close()));
+  };
 
   const startRunner = (spec: RunnerSpec): Promise<Runner> => {
     const events: WorkerEvents = new EventEmitter();
@@ -207,9 +216,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
   } catch (error) {
     gate.beginShutdown();
     await stopRunners();
-    await jobsPool.end().catch(() => {});
-    await session.close();
-    await Promise.all(lanes.map((lane) => lane.close()));
+    await closeConnections();
     throw error;
   }
 
@@ -276,9 +283,7 @@ export async function startWorker(config: Config, pool: Pool, connectionString: 
         // graphile-worker does not await a job's completion (see above): it may
         // still be on its way when the runners have stopped.
         await poolIdle(jobsPool, JOBS_POOL_DRAIN_MS);
-        await endPool(jobsPool).catch((error) => log.debug("could not close the jobs' pool", { error: (error as Error).message }));
-        await session.close();
-        await Promise.all(lanes.map((lane) => lane.close()));
+        await closeConnections();
         setAppContext(null);
       })();
       return stopping;

@@ -13,12 +13,12 @@
  * written before it, and back-to-back batches of 5,000 jobs made that wait
  * 60–100 ms here, longer than a short answer. So the batches are small and
  * it rests twice as long as each took: a 1,000,000-row INSERT gets its jobs
- * in about 2.5 minutes here (docs/benchmarks.md), far ahead of what any LLM
- * answers, and the LLM's gaps stay under 40 ms meanwhile.
+ * in about 2 minutes here, far ahead of what any LLM answers, and the LLM's
+ * largest gap meanwhile was 47–51 ms (docs/benchmarks.md, section 8).
  */
 import type { Task } from "graphile-worker";
 import { appContext } from "../src/context";
-import { retryWhileDatabaseAway, withClient } from "../src/db";
+import { retryWhileDatabaseAway, sleep, withClient } from "../src/db";
 import { logger } from "../src/log";
 import { enqueueRange, requeueBulkRanges } from "../src/sql/jobs";
 
@@ -75,24 +75,10 @@ const enqueuePrompts: Task<"enqueue_prompts"> = async (payload, helpers) => {
       if (last === null) break;
       batches += 1;
       next = last + 1;
-      await rest(REST_FACTOR * (performance.now() - startedMs), helpers.abortSignal);
+      await sleep(REST_FACTOR * (performance.now() - startedMs), helpers.abortSignal);
     }
     log.info(`enqueued the prompts of a bulk statement, ids ${from}–${to}`, { from, to, batches });
   }
 };
-
-/** Waits `ms`, or less if the worker is stopping. */
-function rest(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
 
 export default enqueuePrompts;

@@ -9,7 +9,7 @@ import { claimProgressLine } from "../sql/control";
 import type { Queryable } from "../sql/queryable";
 import { databaseNow, queueCounts, runStats } from "../sql/reports";
 import { nextWindowChange, type WindowSpec } from "../window";
-import { ONE_SLOT, type LlmSlots } from "./report";
+import { ONE_SLOT, slotCount, type LlmSlots } from "./report";
 import { formatDuration } from "./text";
 
 // Often enough to see a stall within the hour under `pm2 logs`, rare enough
@@ -31,7 +31,7 @@ export async function progressLine(db: Queryable, window: WindowSpec, slots: Llm
   const remaining = (await queueCounts(db)).pendiente;
   const done = stats.listo + stats.errors;
   // Mean LLM time per prompt so far tonight (tonight's model and prompts), shared by every slot.
-  const etaSeconds = done > 0 ? (remaining * stats.busySeconds) / done / (slots.servers * slots.perServer) : null;
+  const etaSeconds = done > 0 ? (remaining * stats.busySeconds) / done / slotCount(slots) : null;
   let eta = "ETA unknown (nothing finished yet)";
   if (etaSeconds !== null) {
     const at = new Date(now.getTime() + etaSeconds * 1000);
@@ -52,7 +52,7 @@ export async function summaryLine(db: Queryable, openedAt: Date, slots: LlmSlots
   const stats = await runStats(db, [{ opensAt: openedAt, closesAt: now }]);
   const remaining = (await queueCounts(db)).pendiente;
   const openSeconds = Math.max(1, (now.getTime() - openedAt.getTime()) / 1000);
-  const busy = Math.round((stats.busySeconds / (openSeconds * slots.servers * slots.perServer)) * 100);
+  const busy = Math.round((stats.busySeconds / (openSeconds * slotCount(slots))) * 100);
   const median = stats.medianSeconds === null ? "–" : `${stats.medianSeconds.toFixed(1)} s`;
   return {
     message:

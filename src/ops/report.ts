@@ -34,6 +34,11 @@ export interface LlmSlots {
 /** One server answering one prompt at a time, as with the default settings. */
 export const ONE_SLOT: LlmSlots = { servers: 1, perServer: 1 };
 
+/** How many prompts these slots run at once. */
+export function slotCount(slots: LlmSlots): number {
+  return slots.servers * slots.perServer;
+}
+
 /** The slots of these settings. */
 export function llmSlots(llm: { baseUrls: string[]; concurrencyPerServer: number }): LlmSlots {
   return { servers: llm.baseUrls.length, perServer: llm.concurrencyPerServer };
@@ -50,7 +55,7 @@ export async function summariseNight(db: Queryable, night: Night, window: Window
     windowSeconds,
     ...stats,
     tokensPerSecond: stats.listoSeconds > 0 ? stats.tokensOut / stats.listoSeconds : null,
-    busyFraction: windowSeconds > 0 ? stats.busySeconds / (windowSeconds * slots.servers * slots.perServer) : 0,
+    busyFraction: windowSeconds > 0 ? stats.busySeconds / (windowSeconds * slotCount(slots)) : 0,
     slots,
     overrunSeconds: stats.lastFinishedAt === null ? 0 : Math.max(0, (stats.lastFinishedAt.getTime() - night.closesAt.getTime()) / 1000),
   };
@@ -58,7 +63,7 @@ export async function summariseNight(db: Queryable, night: Night, window: Window
 
 /** " × 4 slots (2 servers × 2)": what a busy fraction is of, when it is more than one slot. */
 function slotsNote(slots: LlmSlots): string {
-  const n = slots.servers * slots.perServer;
+  const n = slotCount(slots);
   if (n === 1) return "";
   return ` × ${n} slots (${slots.servers} server${slots.servers === 1 ? "" : "s"}${slots.perServer > 1 ? ` × ${slots.perServer} at a time` : ""})`;
 }

@@ -12,7 +12,7 @@ import { ERROR_SAMPLE_ROWS, errorGroups, queueCounts, recentListoTimes, runsBySe
 import { readServerStates, type ServerStatus } from "../sql/servers";
 import { describeWindow, nextWindowChange, type WindowSpec } from "../window";
 import { currentOrNextNight, lastClosedNight, recentNights, type Night } from "./nights";
-import { nightLines, ONE_SLOT, summariseNight, type LlmSlots, type NightSummary } from "./report";
+import { nightLines, ONE_SLOT, slotCount, summariseNight, type LlmSlots, type NightSummary } from "./report";
 import { count, errorLines, formatDuration, seconds } from "./text";
 
 // A week smooths out one odd night without hiding a change of model.
@@ -95,7 +95,7 @@ export async function readStatus(db: Queryable, window: WindowSpec, now = new Da
   // The server's own time per prompt leaves out what is not the GPU's (the queue, the network).
   const perPromptSeconds = recentStats.medianServerSeconds ?? recentStats.medianSeconds;
   // Every slot takes its share of the queue.
-  const neededSeconds = perPromptSeconds === null ? null : (counts.pendiente * perPromptSeconds) / (slots.servers * slots.perServer);
+  const neededSeconds = perPromptSeconds === null ? null : (counts.pendiente * perPromptSeconds) / slotCount(slots);
 
   return {
     now: toLocalInstant(now, window.timeZone),
